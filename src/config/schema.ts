@@ -1,0 +1,61 @@
+// The config file's schema: every field, its default, and the errors that name a bad field.
+// Field names and meanings follow kube-proxy and EdgeMesh where they exist.
+import { z } from 'zod';
+import { isIPv4 } from 'node:net';
+import { parseDuration } from './duration.ts';
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `not a duration like "500ms", "5s" or "1m" (got "${text}")` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const cidrV4 = z.string().refine((text) => {
+  const [ip, bits, extra] = text.split('/');
+  return extra === undefined && ip !== undefined && isIPv4(ip) && bits !== undefined && /^\d+$/.test(bits) && Number(bits) <= 32;
+}, 'must be an IPv4 CIDR such as 10.96.0.0/16');
+
+export const configSchema = z.strictObject({
+  /** Where services come from. */
+  manifests: z.string().min(1).optional(),
+  /** Rule layout: "portals" (KUBE-PORTALS-CONTAINER/HOST) or "edge-mesh" (EDGE-MESH root chain). */
+  layout: z.enum(['portals', 'edge-mesh']).default('portals'),
+  /** Service CIDR; restricts the edge-mesh layout's protocol jumps. */
+  serviceCIDR: cidrV4.optional(),
+  serviceFilterMode: z.enum(['FilterIfLabelExists', 'FilterIfLabelDoesNotExists']).default('FilterIfLabelExists'),
+  ignoreServices: z
+    .array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be "namespace/name"'))
+    .default([]),
+  /** This node's name: endpoints on it count as local (internalTrafficPolicy: Local). */
+  nodeName: z.string().default(''),
+  iptables: z
+    .strictObject({
+      /** Full resync (and chain order check) at least this often. */
+      syncPeriod: duration('5s'),
+      /** No two syncs closer than this; changes in between are coalesced. */
+      minSyncPeriod: duration('1s'),
+    })
+    .default({ syncPeriod: 5000, minSyncPeriod: 1000 }),
+  proxy: z
+    .strictObject({
+      /** Address the per-service listeners bind; REDIRECT needs them on the node's addresses. */
+      bindAddress: z.string().refine((ip) => isIPv4(ip), 'must be an IPv4 address').default('0.0.0.0'),
+      connectTimeout: duration('2s'),
+    })
+    .default({ bindAddress: '0.0.0.0', connectTimeout: 2000 }),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .default({ level: 'info' }),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

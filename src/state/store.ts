@@ -1,0 +1,58 @@
+// The one store of services and endpoint slices. Sources write into it; the agent reads
+// immutable snapshots and is told (coalesced by the sync loop) that something changed.
+import type { EndpointSlice, Service, ServiceKey } from '../model/types.ts';
+import { serviceKey } from '../model/types.ts';
+import type { StateSink } from './types.ts';
+
+export interface StateSnapshot {
+  services: ReadonlyMap<ServiceKey, Service>;
+  /** Slices grouped by the Service they belong to ("namespace/serviceName"). */
+  slicesByService: ReadonlyMap<ServiceKey, readonly EndpointSlice[]>;
+}
+
+export type ChangeListener = () => void;
+
+export class StateStore implements StateSink {
+  #services = new Map<ServiceKey, Service>();
+  /** Keyed by "namespace/sliceName". */
+  #slices = new Map<string, EndpointSlice>();
+  #listeners = new Set<ChangeListener>();
+
+  onChange(listener: ChangeListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  upsertService(svc: Service): void {
+    this.#services.set(serviceKey(svc.namespace, svc.name), svc);
+    this.#emit();
+  }
+
+  deleteService(namespace: string, name: string): void {
+    if (this.#services.delete(serviceKey(namespace, name))) this.#emit();
+  }
+
+  upsertSlice(slice: EndpointSlice): void {
+    this.#slices.set(`${slice.namespace}/${slice.name}`, slice);
+    this.#emit();
+  }
+
+  deleteSlice(namespace: string, name: string): void {
+    if (this.#slices.delete(`${namespace}/${name}`)) this.#emit();
+  }
+
+  snapshot(): StateSnapshot {
+    const slicesByService = new Map<ServiceKey, EndpointSlice[]>();
+    for (const slice of this.#slices.values()) {
+      const key = serviceKey(slice.namespace, slice.serviceName);
+      const list = slicesByService.get(key);
+      if (list) list.push(slice);
+      else slicesByService.set(key, [slice]);
+    }
+    return { services: new Map(this.#services), slicesByService };
+  }
+
+  #emit(): void {
+    for (const listener of this.#listeners) listener();
+  }
+}

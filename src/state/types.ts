@@ -1,0 +1,9 @@
+import type { EndpointSlice, Service } from '../model/types.ts';
+
+/** What a source feeds: the store implements it; sources never see each other. */
+export interface StateSink {
+  upsertService(svc: Service): void;
+  deleteService(namespace: string, name: string): void;
+  upsertSlice(slice: EndpointSlice): void;
+  deleteSlice(namespace: string, name: string): void;
+}
