@@ -6,7 +6,7 @@ import type { StateSnapshot } from '../state/store.ts';
 import { backendsForPort, compareIPv4, endpointAddresses } from '../state/backends.ts';
 import type { Decision, FilterConfig } from '../filter/filter.ts';
 import { decide } from '../filter/filter.ts';
-import type { ProxyPortSpec } from '../proxy/types.ts';
+import { PROXIED_PROTOCOLS, type ProxyPortSpec } from '../proxy/types.ts';
 import type { DesiredRules, IgnoredServiceRule, Layout, ProxiedPortRule } from '../rules/types.ts';
 import { isIPv4 } from 'node:net';
 
@@ -57,6 +57,10 @@ export function computeDesired(snapshot: StateSnapshot, filter: FilterConfig): D
       ports.push(plan);
       if (!decision.proxied) continue;
       const ip = service.clusterIP!;
+      if (!PROXIED_PROTOCOLS.has(port.protocol)) {
+        plan.skipped = `${port.protocol} is not proxied: left to kube-proxy`;
+        continue;
+      }
       if (!isIPv4(ip)) {
         plan.skipped = 'IPv6 ClusterIP: not proxied yet';
         continue;

@@ -50,6 +50,11 @@ export const configSchema = z.strictObject({
       connectTimeout: duration('2s'),
     })
     .default({ bindAddress: '0.0.0.0', connectTimeout: 2000 }),
+  /** host:port for /metrics, /healthz and /readyz; "" turns the endpoint off. */
+  metricsBindAddress: z
+    .string()
+    .refine((v) => v === '' || /^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(v), 'must be "host:port" with an IPv4 host, or ""')
+    .default('127.0.0.1:10260'),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

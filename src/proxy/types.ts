@@ -15,3 +15,6 @@ export interface ProxyPortStatus {
   id: string;
   listenPort: number;
 }
+
+/** Protocols the proxy has listeners for; ports of other protocols stay with kube-proxy. */
+export const PROXIED_PROTOCOLS: ReadonlySet<Protocol> = new Set<Protocol>(['TCP']);

@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+// Entry point: the sources are TypeScript run directly by Node >= 22.18 (type stripping).
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 19)) {
+  console.error(`edgeproxy needs Node >= 22.19 (this is ${process.version}). Run it through npm (npx edgeproxy, npm run ...) to use the Node from node_modules, or install Node 24.`);
+  process.exit(1);
+}
+const { main } = await import('../src/cli/main.ts');
+process.exitCode = await main(process.argv);

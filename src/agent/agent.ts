@@ -1,0 +1,116 @@
+// Wiring and the sync loop: state → filter → listeners → rules → one iptables-restore, then
+// listeners no rule points at are closed. Every sync renders the whole ruleset (as kube-proxy's
+// syncProxyRules does), so a flushed table or a kube-proxy jump put in front is repaired by the
+// next periodic resync without any special path.
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.ts';
+import type { StateStore } from '../state/store.ts';
+import type { ProxyManager } from '../proxy/manager.ts';
+import type { Iptables } from '../netfilter/iptables.ts';
+import type { AgentMetrics } from '../telemetry/metrics.ts';
+import type { HealthSource } from '../telemetry/server.ts';
+import { renderRules } from '../rules/render.ts';
+import { computeDesired, desiredRules, type Desired } from './desired.ts';
+import { SyncRunner } from './syncRunner.ts';
+import { describeChanges } from './changes.ts';
+
+export interface AgentDeps {
+  config: Config;
+  store: StateStore;
+  proxy: ProxyManager;
+  iptables: Iptables;
+  logger: Logger;
+  metrics: AgentMetrics;
+  /** Waits for sources' initial load before the first sync (so a restart never drops services). */
+  sourcesReady?: () => Promise<void>;
+}
+
+export class Agent implements HealthSource {
+  #deps: AgentDeps;
+  #log: Logger;
+  #runner: SyncRunner;
+  #unsubscribe: (() => void) | undefined;
+  #previous: Desired | undefined;
+  #lastSuccess = 0;
+  #lastError: string | undefined;
+  #syncedOnce = false;
+
+  constructor(deps: AgentDeps) {
+    this.#deps = deps;
+    this.#log = deps.logger;
+    this.#runner = new SyncRunner({
+      sync: () => this.syncOnce(),
+      minIntervalMs: deps.config.iptables.minSyncPeriod,
+      periodMs: deps.config.iptables.syncPeriod,
+      onError: (err) => {
+        this.#lastError = (err as Error).message;
+        deps.metrics.syncErrors.inc();
+        // What was applied before stays in place: nothing is removed when a sync fails.
+        this.#log.error({ err }, 'sync failed; keeping the rules and listeners already in place, retrying');
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.#deps.sourcesReady?.();
+    this.#unsubscribe = this.#deps.store.onChange(() => this.#runner.request());
+    this.#runner.start();
+  }
+
+  /** One full sync; exposed for tests and the first run. */
+  async syncOnce(): Promise<void> {
+    const { config, store, proxy, iptables, metrics } = this.#deps;
+    const endTimer = metrics.syncDuration.startTimer();
+    const desired = computeDesired(store.snapshot(), config);
+    for (const line of describeChanges(this.#previous, desired)) this.#log.info(line.fields, line.msg);
+    this.#previous = desired;
+
+    // Listeners first, so no rule ever points at a port nobody listens on.
+    const listening = await proxy.prepare(desired.proxySpecs);
+    const listenPorts = new Map(listening.map((s) => [s.id, s.listenPort]));
+    const rendered = renderRules(desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) }));
+    const result = await iptables.sync(rendered);
+    for (const repair of result.repairs) {
+      metrics.chainOrderRepairs.inc();
+      this.#log.warn({ repair }, 'chain order repaired: our jump is first again');
+    }
+    if (result.rulesWritten > 0) metrics.rulesWritten.inc(result.rulesWritten);
+    await proxy.retire();
+
+    endTimer();
+    this.#lastSuccess = Date.now();
+    metrics.lastSyncSuccess.set(this.#lastSuccess / 1000);
+    this.#lastError = undefined;
+    if (!this.#syncedOnce) {
+      this.#syncedOnce = true;
+      this.#log.info({ proxiedPorts: listening.length, layout: config.layout }, 'initial sync done');
+    }
+  }
+
+  /** Removes our rules first (traffic falls back to kube-proxy), then closes listeners. */
+  async stop(): Promise<void> {
+    this.#unsubscribe?.();
+    await this.#runner.stop();
+    try {
+      await this.#deps.iptables.cleanup();
+      this.#log.info('rules removed');
+    } finally {
+      await this.#deps.proxy.close();
+    }
+  }
+
+  healthy(): { ok: boolean; detail: string } {
+    // Alive while syncs keep succeeding; three missed periods means something is stuck.
+    const limit = 3 * this.#deps.config.iptables.syncPeriod + 10_000;
+    if (!this.#syncedOnce) return { ok: true, detail: 'starting' };
+    const age = Date.now() - this.#lastSuccess;
+    return age <= limit
+      ? { ok: true, detail: `ok: last sync ${age} ms ago` }
+      : { ok: false, detail: `last successful sync ${age} ms ago${this.#lastError ? `; last error: ${this.#lastError}` : ''}` };
+  }
+
+  ready(): { ok: boolean; detail: string } {
+    if (!this.#syncedOnce) return { ok: false, detail: this.#lastError ? `initial sync failing: ${this.#lastError}` : 'initial sync not done' };
+    return this.#lastError ? { ok: false, detail: `last sync failed: ${this.#lastError}` } : { ok: true, detail: 'ok' };
+  }
+}

@@ -1,0 +1,35 @@
+// The agent's small HTTP endpoint: /metrics (Prometheus), /healthz (alive and syncing), /readyz
+// (first sync done and our rules in place).
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+
+export interface HealthSource {
+  healthy(): { ok: boolean; detail: string };
+  ready(): { ok: boolean; detail: string };
+}
+
+export async function startTelemetryServer(opts: { host: string; port: number; registry: Registry; health: HealthSource }): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    void handle(req.url ?? '/', res);
+  });
+  async function handle(url: string, res: http.ServerResponse): Promise<void> {
+    try {
+      if (url === '/metrics') {
+        const body = await opts.registry.metrics();
+        res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body);
+      } else if (url === '/healthz' || url === '/readyz') {
+        const { ok, detail } = url === '/healthz' ? opts.health.healthy() : opts.health.ready();
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${detail}\n`);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz\n');
+      }
+    } catch (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return server;
+}
