@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import type { Backend, Protocol } from '../model/types.ts';
+import { ProxyManager } from './manager.ts';
+import type { ProxyPortSpec } from './types.ts';
+import { LOOPBACK, backend, exchange, namedServer } from './testSupport.ts';
+
+const silent = pino({ level: 'silent' });
+
+function spec(id: string, backends: Backend[], protocol: Protocol = 'TCP'): ProxyPortSpec {
+  return { id: `${id}/${protocol}`, portName: id, protocol, backends };
+}
+
+test('prepare opens, updates and keeps listeners; retire closes the ones no longer wanted', async (t) => {
+  const [a, b] = await Promise.all([namedServer('A'), namedServer('B')]);
+  const mgr = new ProxyManager({ logger: silent, host: LOOPBACK });
+  t.after(async () => {
+    await mgr.close({ destroyConnections: true });
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  const web = spec('default/web:http', [backend(a.port)]);
+  const dns = spec('kube-system/dns:dns', [backend(a.port)], 'UDP');
+  const first = await mgr.prepare([web, dns]);
+  assert.equal(first.length, 1, 'UDP is not served yet');
+  assert.equal(first[0]?.id, 'default/web:http/TCP');
+  const listenPort = first[0]!.listenPort;
+  assert.ok(listenPort > 0);
+  assert.equal((await exchange(listenPort)).data, 'A');
+
+  // Same id, new backends: same listener, new target.
+  const second = await mgr.prepare([spec('default/web:http', [backend(b.port)])]);
+  assert.deepEqual(second, [{ id: 'default/web:http/TCP', listenPort }]);
+  assert.equal((await exchange(listenPort)).data, 'B');
+
+  const [stats] = mgr.stats();
+  assert.equal(stats?.id, 'default/web:http/TCP');
+  assert.equal(stats?.portName, 'default/web:http');
+  assert.equal(stats?.listenPort, listenPort);
+  assert.equal(stats?.counters.accepted, 2);
+  assert.deepEqual(stats?.usableBackends.map((x) => x.port), [b.port]);
+
+  // Another service appears, the first disappears: nothing closes before retire().
+  const api = spec('default/api:', [backend(a.port)]);
+  const third = await mgr.prepare([api]);
+  assert.equal(third.length, 1);
+  assert.notEqual(third[0]?.listenPort, listenPort);
+  assert.equal((await exchange(listenPort)).data, 'B', 'still served until retired');
+  assert.deepEqual(await mgr.retire(), ['default/web:http/TCP']);
+  assert.equal((await exchange(listenPort)).error?.code, 'ECONNREFUSED');
+  assert.equal((await exchange(third[0]!.listenPort)).data, 'A');
+  assert.deepEqual(await mgr.retire(), [], 'nothing more to retire');
+  assert.deepEqual(mgr.stats().map((s) => s.id), ['default/api:/TCP']);
+
+  // A retired id coming back gets a fresh listener.
+  const again = await mgr.prepare([api, web]);
+  assert.equal(again.length, 2);
+  assert.equal((await exchange(again[1]!.listenPort)).data, 'A');
+});
+
+test('a listener that fails to open is logged with its id and left out, without failing prepare', async (t) => {
+  const lines: { level: number; proxyPort?: string; msg: string }[] = [];
+  const logger = pino({ level: 'error' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  // 192.0.2.1 (TEST-NET-1) is not a local address: bind fails with EADDRNOTAVAIL, no packet is sent.
+  const mgr = new ProxyManager({ logger, host: '192.0.2.1' });
+  t.after(() => mgr.close());
+  const out = await mgr.prepare([spec('default/a:', []), spec('default/b:', [])]);
+  assert.deepEqual(out, []);
+  assert.deepEqual(lines.map((l) => l.proxyPort).sort(), ['default/a:/TCP', 'default/b:/TCP']);
+  assert.deepEqual(await mgr.retire(), []);
+});
+
+test('close() closes every listener', async () => {
+  const mgr = new ProxyManager({ logger: silent, host: LOOPBACK });
+  const out = await mgr.prepare([spec('default/a:', []), spec('default/b:', [])]);
+  assert.equal(out.length, 2);
+  await mgr.close();
+  for (const p of out) assert.equal((await exchange(p.listenPort)).error?.code, 'ECONNREFUSED');
+  assert.deepEqual(mgr.stats(), []);
+});

@@ -1,0 +1,158 @@
+// Keeps one user-space listener per proxied service port in step with the agent's desired
+// state: opens listeners before the rules pointing at them exist, closes them after.
+import type { Logger } from 'pino';
+import type { Backend } from '../model/types.ts';
+import { TcpProxyPort } from './tcpPort.ts';
+import type { ConnectFn, TcpProxyCounters } from './tcpPort.ts';
+import type { ProxyPortSpec, ProxyPortStatus } from './types.ts';
+
+export interface ProxyManagerOptions {
+  logger: Logger;
+  /** Listener bind address, default '0.0.0.0'. */
+  host?: string;
+  /** Per-attempt backend dial timeout, default 2000 ms. */
+  connectTimeoutMs?: number;
+  /** Backend dialer, for tests. */
+  connect?: ConnectFn;
+}
+
+export interface ProxyPortStats {
+  id: string;
+  portName: string;
+  protocol: 'TCP';
+  listenPort: number;
+  counters: TcpProxyCounters;
+  /** Backends as given in the last spec. */
+  backends: readonly Backend[];
+  /** The ones traffic goes to (ready, else serving; deduplicated). */
+  usableBackends: readonly Backend[];
+}
+
+interface Entry {
+  spec: ProxyPortSpec;
+  port: TcpProxyPort;
+}
+
+export class ProxyManager {
+  #opts: ProxyManagerOptions;
+  #log: Logger;
+  #ports = new Map<string, Entry>();
+  /** Ids in the last prepare(); the others are retired by retire(). */
+  #wanted = new Set<string>();
+  /** Serialises prepare/retire/close so they never interleave on the same listener. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: ProxyManagerOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+  }
+
+  /**
+   * Opens listeners for new TCP specs and updates the backends of known ones. Returns where
+   * each served spec listens, in spec order. UDP/SCTP specs are not served yet and are left
+   * out, as is a spec whose listener failed to open (logged with its id; retried next time).
+   */
+  prepare(specs: readonly ProxyPortSpec[]): Promise<ProxyPortStatus[]> {
+    return this.#serialised(async () => {
+      const tcp = new Map<string, ProxyPortSpec>();
+      for (const spec of specs) {
+        if (spec.protocol !== 'TCP') {
+          this.#log.debug({ proxyPort: spec.id, protocol: spec.protocol }, 'protocol not proxied yet, skipped');
+          continue;
+        }
+        if (!tcp.has(spec.id)) tcp.set(spec.id, spec);
+      }
+      this.#wanted = new Set(tcp.keys());
+
+      const opening: Promise<void>[] = [];
+      for (const spec of tcp.values()) {
+        const existing = this.#ports.get(spec.id);
+        if (existing !== undefined) {
+          existing.spec = spec;
+          existing.port.update(spec.backends);
+          continue;
+        }
+        opening.push(this.#open(spec));
+      }
+      await Promise.all(opening);
+
+      const out: ProxyPortStatus[] = [];
+      for (const id of tcp.keys()) {
+        const entry = this.#ports.get(id);
+        if (entry !== undefined) out.push({ id, listenPort: entry.port.port });
+      }
+      return out;
+    });
+  }
+
+  /**
+   * Closes the listeners whose id was absent from the last prepare(); call once no rule
+   * points at them any more. Their open connections are left to finish. Returns their ids.
+   */
+  retire(): Promise<string[]> {
+    return this.#serialised(async () => {
+      const gone = [...this.#ports.keys()].filter((id) => !this.#wanted.has(id));
+      await Promise.all(gone.map((id) => this.#closePort(id)));
+      return gone;
+    });
+  }
+
+  /** Per listener: counters and backends, for status and metrics. */
+  stats(): ProxyPortStats[] {
+    return [...this.#ports.values()].map(({ spec, port }) => {
+      const { configured, usable } = port.backends();
+      return {
+        id: spec.id,
+        portName: spec.portName,
+        protocol: 'TCP',
+        listenPort: port.port,
+        counters: port.counters(),
+        backends: configured,
+        usableBackends: usable,
+      };
+    });
+  }
+
+  /** Closes every listener; with destroyConnections, also resets their open connections. */
+  close(opts: { destroyConnections?: boolean } = {}): Promise<void> {
+    return this.#serialised(async () => {
+      const ids = [...this.#ports.keys()];
+      const ports = ids.map((id) => this.#ports.get(id)?.port);
+      await Promise.all(ids.map((id) => this.#closePort(id)));
+      if (opts.destroyConnections === true) for (const p of ports) p?.destroyConnections();
+      this.#wanted = new Set();
+    });
+  }
+
+  async #open(spec: ProxyPortSpec): Promise<void> {
+    const port = new TcpProxyPort({
+      id: spec.id,
+      logger: this.#log,
+      backends: spec.backends,
+      ...(this.#opts.host !== undefined && { host: this.#opts.host }),
+      ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
+      ...(this.#opts.connect !== undefined && { connect: this.#opts.connect }),
+    });
+    try {
+      const listenPort = await port.listen();
+      this.#ports.set(spec.id, { spec, port });
+      this.#log.info({ proxyPort: spec.id, listenPort }, 'proxy listener opened');
+    } catch (err) {
+      this.#log.error({ err, proxyPort: spec.id }, 'proxy listener failed to open');
+    }
+  }
+
+  async #closePort(id: string): Promise<void> {
+    const entry = this.#ports.get(id);
+    if (entry === undefined) return;
+    this.#ports.delete(id);
+    await entry.port.close();
+    this.#log.info({ proxyPort: id }, 'proxy listener closed');
+  }
+
+  #serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
