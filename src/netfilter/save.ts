@@ -1,0 +1,44 @@
+// Parses `iptables-save -t nat` output. Rules stay as the exact "-A CHAIN ..." lines
+// iptables-save printed, because deleting a rule by spec needs that exact text back.
+
+export interface SavedChain {
+  /** "ACCEPT"/"DROP" for built-in chains; undefined for user chains ("-"). */
+  policy?: string;
+  rules: string[];
+}
+
+export interface NatTable {
+  /** In the order iptables-save printed them. */
+  chains: Map<string, SavedChain>;
+}
+
+export function parseNatSave(text: string): NatTable {
+  const chains = new Map<string, SavedChain>();
+  const chain = (name: string): SavedChain => {
+    let c = chains.get(name);
+    if (!c) chains.set(name, (c = { rules: [] }));
+    return c;
+  };
+  // Only the *nat section counts; input without any table header is taken as nat.
+  let inNat = !/^\*/m.test(text);
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('*')) {
+      inNat = line === '*nat';
+      continue;
+    }
+    if (!inNat || line === 'COMMIT') continue;
+    if (line.startsWith(':')) {
+      const [name = '', policy] = line.slice(1).split(/\s+/);
+      const c = chain(name);
+      if (policy && policy !== '-') c.policy = policy;
+    } else if (line.startsWith('-A ')) {
+      const name = line.split(/\s+/)[1] ?? '';
+      chain(name).rules.push(line);
+    } else {
+      throw new Error(`unexpected line in iptables-save output: ${line}`);
+    }
+  }
+  return { chains };
+}

@@ -1,0 +1,143 @@
+// The agent in a namespace "node" beside a real kube-proxy ruleset, with real clients.
+// Needs root and iptables: without them these tests fail (they never skip).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createCluster, requirePrivileges, type Cluster } from '../support/cluster.ts';
+import {
+  copyExampleManifests, edgeproxy, kubeProxyRules, ourRules, portMetric, removeDir, startAgent, writeConfig, type RunningAgent,
+} from '../support/agent.ts';
+
+// kube-proxy's service chains in the fixture (see test/fixtures/README.md).
+const KP = {
+  web: 'KUBE-SVC-CDGGSHYLG3RE2FKL',
+  dnsUdp: 'KUBE-SVC-TCOU7JCQXEZGVUNU',
+  kubernetes: 'KUBE-SVC-NPX46M4PTMTKRN6Y',
+  grafana: 'KUBE-SVC-AWA2CQSXVI7X2GE5',
+};
+const WEB = 'http://10.96.10.10/';
+
+async function bodies(cluster: Cluster, fromNs: string, url: string, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(await cluster.curl(fromNs, url));
+  return out;
+}
+
+/** Polls until fn() is true; the agent applies manifest edits within one sync. */
+async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await sleep(150);
+  }
+  assert.fail(`not within ${timeoutMs} ms: ${what}`);
+}
+
+test('portals layout beside kube-proxy', async (t) => {
+  requirePrivileges();
+  const cluster = await createCluster();
+  const manifests = await copyExampleManifests();
+  const config = await writeConfig({ layout: 'portals' });
+  let agent: RunningAgent | undefined;
+  t.after(async () => {
+    await agent?.stop('SIGKILL');
+    await cluster.destroy();
+    await removeDir(manifests);
+  });
+  await cluster.loadKubeProxyRules();
+  const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
+  agent = await startAgent(cluster, { manifests, config });
+  const podA = cluster.pod('pod-a').ns;
+
+  await t.test('our jumps come first, before KUBE-SERVICES', async () => {
+    const saved = await cluster.iptablesSave();
+    const prerouting = saved.split('\n').filter((l) => l.startsWith('-A PREROUTING'));
+    const output = saved.split('\n').filter((l) => l.startsWith('-A OUTPUT'));
+    assert.match(prerouting[0]!, /-j KUBE-PORTALS-CONTAINER$/);
+    assert.match(prerouting[1]!, /-j KUBE-SERVICES$/);
+    assert.match(output[0]!, /-j KUBE-PORTALS-HOST$/);
+    assert.match(prerouting[0]!, /--comment "handle ClusterIPs; NOTE: this must be before the NodePort rules"/);
+    const status = await edgeproxy(cluster, ['status']);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.match(status.stdout, /PREROUTING -> KUBE-PORTALS-CONTAINER: position 1, KUBE-SERVICES at 2 ok/);
+  });
+
+  await t.test('a proxied service answers through the agent, round robin over both pods, from the node and from a pod', async () => {
+    const kubeProxyWeb = await cluster.chainPackets(KP.web);
+    const before = portMetric(await agent!.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
+    const fromNode = await bodies(cluster, cluster.nodeNs, WEB, 6);
+    const fromPod = await bodies(cluster, podA, WEB, 6);
+    for (const answers of [fromNode, fromPod]) {
+      // Strict alternation: round robin, not kube-proxy's random choice.
+      for (let i = 1; i < answers.length; i++) assert.notEqual(answers[i], answers[i - 1], `not alternating: ${answers}`);
+      assert.deepEqual(new Set(answers), new Set(['pod-a', 'pod-b']));
+    }
+    const afterCount = portMetric(await agent!.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
+    assert.equal(afterCount - before, 12);
+    assert.equal(await cluster.chainPackets(KP.web), kubeProxyWeb, "kube-proxy's web chain must see none of it");
+  });
+
+  await t.test('kube-dns, default/kubernetes and a labelled service go through kube-proxy', async () => {
+    const dns = await cluster.chainPackets(KP.dnsUdp);
+    const api = await cluster.chainPackets(KP.kubernetes);
+    const grafana = await cluster.chainPackets(KP.grafana);
+    const answer = await cluster.dig(podA, '10.96.0.10', 'web.default.svc.cluster.local');
+    assert.ok(['10.0.0.7', '10.0.0.8'].includes(answer[0]!), `dig answered ${answer}`);
+    assert.equal(await cluster.curl(podA, 'http://10.96.0.1:443/'), 'apiserver');
+    assert.equal(await cluster.curl(cluster.nodeNs, 'http://10.96.20.20:3000/'), 'pod-a');
+    assert.ok((await cluster.chainPackets(KP.dnsUdp)) > dns);
+    assert.ok((await cluster.chainPackets(KP.kubernetes)) > api);
+    assert.ok((await cluster.chainPackets(KP.grafana)) > grafana);
+    const m = await agent!.metrics();
+    assert.equal(portMetric(m, 'edgeproxy_connections_accepted_total', 'monitoring/grafana:http'), 0);
+  });
+
+  await t.test('a service without endpoints is refused at once, not left hanging', async () => {
+    const started = Date.now();
+    const r = await cluster.exec(podA, 'curl', ['-sS', '--max-time', '5', 'http://10.96.10.14:84/']);
+    // curl: 7 refused, 52 empty reply, 56 connection reset.
+    assert.ok([7, 52, 56].includes(r.code), `curl exit ${r.code}: ${r.stderr}`);
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+  });
+
+  await t.test('manifest edits apply without restart: endpoint removed and added, label added', async () => {
+    const webFile = join(manifests, 'web.yaml');
+    const original = await readFile(webFile, 'utf8');
+    // Drop pod-b from the web slice: every answer comes from pod-a.
+    await writeFile(webFile, original.replace(/  - addresses: \[10\.244\.8\.2\]\n    conditions: \{ ready: true \}\n    nodeName: edge-node-1\n    targetRef: \{ kind: Pod, name: web-1 \}\n/, ''));
+    await eventually('web served by pod-a only', async () => (await bodies(cluster, podA, WEB, 4)).every((b) => b === 'pod-a'));
+    // Put it back: both answer again.
+    await writeFile(webFile, original);
+    await eventually('web served by both pods again', async () => new Set(await bodies(cluster, podA, WEB, 4)).size === 2);
+    // Label web for kube-proxy: its traffic moves to kube-proxy's chain.
+    await writeFile(webFile, original.replace('  labels:\n    app: web\n', '  labels:\n    app: web\n    service.edgemesh.kubeedge.io/service-proxy-name: ""\n'));
+    await eventually('web rule removed', async () => !ourRules(await cluster.iptablesSave()).some((l) => l.includes('default/web:http')));
+    const kubeProxyWeb = await cluster.chainPackets(KP.web);
+    await bodies(cluster, podA, WEB, 3);
+    assert.equal((await cluster.chainPackets(KP.web)) - kubeProxyWeb, 3);
+    await agent!.waitForLog((l) => l.msg === 'service left to kube-proxy' && l.service === 'default/web', 2000, 'log of the filter change');
+    await writeFile(webFile, original);
+    await eventually('web rule back', async () => ourRules(await cluster.iptablesSave()).some((l) => l.includes('default/web:http')));
+  });
+
+  await t.test('an invalid manifest is reported and the last good content keeps serving', async () => {
+    const webFile = join(manifests, 'web.yaml');
+    const original = await readFile(webFile, 'utf8');
+    await writeFile(webFile, original.replace('port: 80,', 'port: 70000,'));
+    await agent!.waitForLog((l) => l.level === 40 && JSON.stringify(l).includes('70000'), 5000, 'warning naming the bad port');
+    assert.equal(new Set(await bodies(cluster, podA, WEB, 4)).size, 2);
+    await writeFile(webFile, original);
+  });
+
+  await t.test('SIGTERM removes every chain and jump of ours and leaves kube-proxy untouched', async () => {
+    const code = await agent!.stop('SIGTERM');
+    assert.equal(code, 0, agent!.stderr());
+    const saved = await cluster.iptablesSave();
+    assert.deepEqual(ourRules(saved), []);
+    assert.deepEqual(kubeProxyRules(saved), kubeProxyBefore);
+    // Traffic falls back to kube-proxy.
+    assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
+  });
+});
