@@ -70,6 +70,7 @@ export class Agent implements HealthSource {
     const listenPorts = new Map(listening.map((s) => [s.id, s.listenPort]));
     const rendered = renderRules(desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) }));
     const result = await iptables.sync(rendered);
+    for (const jump of result.installed) this.#log.info({ jump }, 'jump installed');
     for (const repair of result.repairs) {
       metrics.chainOrderRepairs.inc();
       this.#log.warn({ repair }, 'chain order repaired: our jump is first again');

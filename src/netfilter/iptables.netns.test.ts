@@ -85,7 +85,8 @@ for (const layout of ['portals', 'edge-mesh'] as const) {
 
     const first = await ns.ipt.sync(rendered);
     assert.equal(first.rulesWritten, rendered.rules.length + 2);
-    assert.equal(first.repairs.length, 2);
+    assert.equal(first.installed.length, 2);
+    assert.equal(first.repairs.length, 0);
     const after = await ns.save();
 
     // Our jump first, KUBE-SERVICES second, in both built-in chains.
@@ -100,7 +101,7 @@ for (const layout of ['portals', 'edge-mesh'] as const) {
     assert.equal(kubeProxyView(after), before);
 
     const second = await ns.ipt.sync(rendered);
-    assert.deepEqual(second, { repairs: [], rulesWritten: 0 });
+    assert.deepEqual(second, { repairs: [], installed: [], rulesWritten: 0 });
     assert.equal(await ns.save(), after);
 
     assert.equal(await ns.ipt.cleanup(), true);
@@ -126,12 +127,13 @@ test('real iptables: KUBE-SERVICES moved in front of our jump is repaired by the
   const repaired = await ns.ipt.sync(rendered);
   assert.deepEqual(repaired, {
     repairs: ['PREROUTING: jump to KUBE-PORTALS-CONTAINER was behind KUBE-SERVICES (position 2, KUBE-SERVICES at 1); moved to position 1'],
+    installed: [],
     rulesWritten: 1,
   });
   const fixed = await ns.save();
   assert.deepEqual(firstTargets(fixed, 'PREROUTING'), ['KUBE-PORTALS-CONTAINER', 'KUBE-SERVICES']);
   assert.deepEqual(firstTargets(fixed, 'OUTPUT'), ['KUBE-PORTALS-HOST', 'KUBE-SERVICES']);
-  assert.deepEqual(await ns.ipt.sync(rendered), { repairs: [], rulesWritten: 0 });
+  assert.deepEqual(await ns.ipt.sync(rendered), { repairs: [], installed: [], rulesWritten: 0 });
 });
 
 test('real iptables: duplicated jump and layout switch, then cleanup', async (t) => {

@@ -18,6 +18,8 @@ export interface IptablesOptions {
 
 export interface SyncResult {
   repairs: string[];
+  /** Jumps inserted for chains that did not exist yet (first install). */
+  installed: string[];
   /** Rule lines (-A/-I) written; 0 when the table already matched and nothing was restored. */
   rulesWritten: number;
 }
@@ -68,11 +70,11 @@ export class Iptables {
 
   /** Makes our chains hold exactly `rendered` with our jumps first; restores nothing when already so. */
   async sync(rendered: RenderedRules): Promise<SyncResult> {
-    const { payload, repairs } = planSync(rendered, await this.readNat());
-    if (payload === '') return { repairs, rulesWritten: 0 };
+    const { payload, repairs, installed } = planSync(rendered, await this.readNat());
+    if (payload === '') return { repairs, installed, rulesWritten: 0 };
     await this.restoreNat(payload);
     const rulesWritten = payload.split('\n').filter((l) => l.startsWith('-A ') || l.startsWith('-I ')).length;
-    return { repairs, rulesWritten };
+    return { repairs, installed, rulesWritten };
   }
 
   /** Removes all our chains and jumps (either layout). Returns whether anything was removed. */

@@ -68,10 +68,19 @@ test('planSync: fresh table creates chains, rules and first-position jumps', () 
     plan.payload,
     [':KUBE-PORTALS-CONTAINER - [0:0]', ':KUBE-PORTALS-HOST - [0:0]', ...portalsChains, ...portalsInserts, ''].join('\n'),
   );
-  assert.deepEqual(plan.repairs, [
-    'PREROUTING: jump to KUBE-PORTALS-CONTAINER was missing; inserted at position 1',
-    'OUTPUT: jump to KUBE-PORTALS-HOST was missing; inserted at position 1',
+  // A first install is not a repair.
+  assert.deepEqual(plan.repairs, []);
+  assert.deepEqual(plan.installed, [
+    'PREROUTING: jump to KUBE-PORTALS-CONTAINER inserted at position 1',
+    'OUTPUT: jump to KUBE-PORTALS-HOST inserted at position 1',
   ]);
+});
+
+test('planSync: our chain exists but its jump is gone (someone deleted it): a repair', () => {
+  const live = portalsInstalled([kubeServicesJump('PREROUTING')], [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')]);
+  const plan = planSync(portals, live);
+  assert.deepEqual(plan.repairs, ['PREROUTING: jump to KUBE-PORTALS-CONTAINER was missing; inserted at position 1']);
+  assert.deepEqual(plan.installed, []);
 });
 
 test('planSync: kube-proxy table without our jumps never names kube-proxy chains', () => {
@@ -81,7 +90,7 @@ test('planSync: kube-proxy table without our jumps never names kube-proxy chains
     [':KUBE-PORTALS-CONTAINER - [0:0]', ':KUBE-PORTALS-HOST - [0:0]', ...portalsChains, ...portalsInserts, ''].join('\n'),
   );
   assert.doesNotMatch(plan.payload, /KUBE-(SERVICES|SVC|SEP|NODEPORTS|MARK|POSTROUTING)/);
-  assert.equal(plan.repairs.length, 2);
+  assert.equal(plan.installed.length, 2);
 });
 
 test('planSync: everything in place writes nothing, whatever the comment quoting', () => {
@@ -89,12 +98,12 @@ test('planSync: everything in place writes nothing, whatever the comment quoting
     [portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER'), kubeServicesJump('PREROUTING')],
     [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
   );
-  assert.deepEqual(planSync(portals, live), { payload: '', repairs: [] });
+  assert.deepEqual(planSync(portals, live), { payload: '', repairs: [], installed: [] });
   // An older iptables-save that prints safe comments bare still compares equal.
   const bare = portalsInstalled([portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER')], [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST')]);
   const rules = bare.chains.get('KUBE-PORTALS-HOST')!.rules;
   rules[0] = rules[0]!.replace('"default/web:http"', 'default/web:http');
-  assert.deepEqual(planSync(portals, bare), { payload: '', repairs: [] });
+  assert.deepEqual(planSync(portals, bare), { payload: '', repairs: [], installed: [] });
 });
 
 test('planSync: changed rules refill our chains and leave good jumps alone', () => {
@@ -178,9 +187,7 @@ test('planSync: switching portals -> edge-mesh removes the old chains and their 
   assert.deepEqual(plan.repairs, [
     'removed chain KUBE-PORTALS-CONTAINER: not used by the current layout',
     'removed chain KUBE-PORTALS-HOST: not used by the current layout',
-    'PREROUTING: jump to EDGE-MESH was missing; inserted at position 1',
     'PREROUTING: removed jump to KUBE-PORTALS-CONTAINER at position 1 (KUBE-PORTALS-CONTAINER is not used by the current layout)',
-    'OUTPUT: jump to EDGE-MESH was missing; inserted at position 1',
     'OUTPUT: removed jump to KUBE-PORTALS-HOST at position 1 (KUBE-PORTALS-HOST is not used by the current layout)',
   ]);
 });
@@ -204,7 +211,7 @@ test('planSync: edge-mesh jumps in place write nothing', () => {
     [edgeMeshJump('OUTPUT'), kubeServicesJump('OUTPUT')],
     edgeMeshChains,
   );
-  assert.deepEqual(planSync(edgeMesh, live), { payload: '', repairs: [] });
+  assert.deepEqual(planSync(edgeMesh, live), { payload: '', repairs: [], installed: [] });
 });
 
 test('planSync: several jumps into one chain keep their relative order', () => {
@@ -234,7 +241,7 @@ test('planSync: several jumps into one chain keep their relative order', () => {
   assert.deepEqual(planSync(rendered, table(['EDGE-MESH', 'EDGE-MESH-TCP'], [
     '-A PREROUTING -m comment --comment a -j EDGE-MESH',
     '-A PREROUTING -m comment --comment b -j EDGE-MESH-TCP',
-  ])), { payload: '', repairs: [] });
+  ])), { payload: '', repairs: [], installed: [] });
 });
 
 test('planCleanup: removes both layouts and all jumps, nothing of kube-proxy', () => {

@@ -14,6 +14,8 @@ export interface SyncPlan {
   payload: string;
   /** What was wrong with our jumps or chains and is being fixed, for logs and metrics. */
   repairs: string[];
+  /** Jumps inserted because our chain did not exist yet: a first install, not a repair. */
+  installed: string[];
 }
 
 interface OurJump {
@@ -76,6 +78,7 @@ export function planSync(rendered: RenderedRules, live: NatTable): SyncPlan {
   const inserts: string[] = [];
   const removals: string[] = [];
   const repairs: string[] = [];
+  const installed: string[] = [];
   const wanted = new Set(rendered.chains);
 
   if (!chainsHoldRenderedRules(rendered, live)) {
@@ -112,7 +115,10 @@ export function planSync(rendered: RenderedRules, live: NatTable): SyncPlan {
 
     expected.forEach((j, k) => {
       const order = orders.find((o) => o.chain === chain && o.target === j.target && o.expectedPosition === k + 1);
-      if (order && !(order.first && inPlace(k))) repairs.push(jumpRepair(order));
+      if (!order || (order.first && inPlace(k))) return;
+      const fresh = order.positions.length === 0 && !live.chains.has(j.target);
+      if (fresh) installed.push(`${chain}: jump to ${j.target} inserted at position ${k + 1}`);
+      else repairs.push(jumpRepair(order));
     });
     const expectedTargets = new Set(expected.map((j) => j.target));
     for (const p of present.filter((p) => !expectedTargets.has(p.target))) {
@@ -121,7 +127,7 @@ export function planSync(rendered: RenderedRules, live: NatTable): SyncPlan {
     }
   }
 
-  return { payload: toPayload([...declarations, ...deletions, ...appends, ...inserts, ...removals]), repairs };
+  return { payload: toPayload([...declarations, ...deletions, ...appends, ...inserts, ...removals]), repairs, installed };
 }
 
 /** Removes every rule and chain of ours (either layout) and every jump to them; '' when none exist. */

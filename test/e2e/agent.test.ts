@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCluster, requirePrivileges, type Cluster } from '../support/cluster.ts';
 import {
-  copyExampleManifests, edgeproxy, kubeProxyRules, ourRules, portMetric, removeDir, startAgent, writeConfig, type RunningAgent,
+  copyExampleManifests, edgeproxy, kubeProxyRules, ourRules, portMetric, removeDir, startAgent, startKubeProxyAfterAgent, writeConfig, type RunningAgent,
 } from '../support/agent.ts';
 
 // kube-proxy's service chains in the fixture (see test/fixtures/README.md).
@@ -140,4 +140,130 @@ test('portals layout beside kube-proxy', async (t) => {
     // Traffic falls back to kube-proxy.
     assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
   });
+});
+
+test('edge-mesh layout: RETURN for ignored services, per-protocol sub-chains', async (t) => {
+  requirePrivileges();
+  const cluster = await createCluster();
+  const manifests = await copyExampleManifests();
+  const config = await writeConfig({ layout: 'edge-mesh', serviceCIDR: '10.96.0.0/16' });
+  let agent: RunningAgent | undefined;
+  t.after(async () => {
+    await agent?.stop('SIGKILL');
+    await cluster.destroy();
+    await removeDir(manifests);
+  });
+  await cluster.loadKubeProxyRules();
+  agent = await startAgent(cluster, { manifests, config });
+  const podA = cluster.pod('pod-a').ns;
+
+  const ours = ourRules(await cluster.iptablesSave());
+  const root = ours.filter((l) => l.startsWith('-A EDGE-MESH '));
+  assert.deepEqual(root, [
+    '-A EDGE-MESH -d 10.96.0.1/32 -m comment --comment "ignore default/kubernetes service" -j RETURN',
+    '-A EDGE-MESH -d 10.96.0.10/32 -m comment --comment "ignore kube-system/kube-dns service" -j RETURN',
+    '-A EDGE-MESH -d 10.96.20.20/32 -m comment --comment "ignore monitoring/grafana service" -j RETURN',
+    '-A EDGE-MESH -d 10.96.0.0/16 -p tcp -m comment --comment "tcp service proxy" -j EDGE-MESH-TCP',
+    '-A EDGE-MESH -d 10.96.0.0/16 -p udp -m comment --comment "udp service proxy" -j EDGE-MESH-UDP',
+  ]);
+  for (const chain of ['PREROUTING', 'OUTPUT']) {
+    const first = (await cluster.iptablesSave()).split('\n').find((l) => l.startsWith(`-A ${chain} `));
+    assert.equal(first, `-A ${chain} -m comment --comment "edgemesh root chain" -j EDGE-MESH`);
+  }
+  assert.ok(ours.some((l) => l.startsWith('-A EDGE-MESH-TCP -d 10.96.10.10/32 ') && l.includes('REDIRECT')));
+
+  const web = await cluster.chainPackets(KP.web);
+  const answers = await bodies(cluster, podA, WEB, 4);
+  assert.deepEqual(new Set(answers), new Set(['pod-a', 'pod-b']));
+  assert.equal(await cluster.chainPackets(KP.web), web);
+  assert.equal(portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http'), 4);
+
+  const dns = await cluster.chainPackets(KP.dnsUdp);
+  await cluster.dig(podA, '10.96.0.10', 'example.org');
+  assert.ok((await cluster.chainPackets(KP.dnsUdp)) > dns);
+  const grafana = await cluster.chainPackets(KP.grafana);
+  assert.equal(await cluster.curl(podA, 'http://10.96.20.20:3000/'), 'pod-a');
+  assert.ok((await cluster.chainPackets(KP.grafana)) > grafana);
+
+  assert.equal(await agent.stop('SIGTERM'), 0, agent.stderr());
+  assert.deepEqual(ourRules(await cluster.iptablesSave()), []);
+});
+
+test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t) => {
+  requirePrivileges();
+  const cluster = await createCluster();
+  const manifests = await copyExampleManifests();
+  const config = await writeConfig({ serviceFilterMode: 'FilterIfLabelDoesNotExists' });
+  let agent: RunningAgent | undefined;
+  t.after(async () => {
+    await agent?.stop('SIGKILL');
+    await cluster.destroy();
+    await removeDir(manifests);
+  });
+  await cluster.loadKubeProxyRules();
+  agent = await startAgent(cluster, { manifests, config });
+  const podA = cluster.pod('pod-a').ns;
+
+  // grafana carries the label: now it is ours.
+  const grafana = await cluster.chainPackets(KP.grafana);
+  assert.equal(await cluster.curl(podA, 'http://10.96.20.20:3000/'), 'pod-a');
+  assert.equal(await cluster.chainPackets(KP.grafana), grafana);
+  assert.equal(portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'monitoring/grafana:http'), 1);
+  // web does not: kube-proxy's.
+  const web = await cluster.chainPackets(KP.web);
+  await bodies(cluster, podA, WEB, 3);
+  assert.equal((await cluster.chainPackets(KP.web)) - web, 3);
+  assert.deepEqual(ourRules(await cluster.iptablesSave()).filter((l) => l.includes('--to-ports')).map((l) => l.match(/--comment "([^"]+)"/)![1]), [
+    'monitoring/grafana:http',
+    'monitoring/grafana:http',
+  ]);
+});
+
+test('agent started before kube-proxy: the order is repaired within one resync; SIGKILL then cleanup', async (t) => {
+  requirePrivileges();
+  const cluster = await createCluster();
+  const manifests = await copyExampleManifests();
+  const config = await writeConfig({ iptables: { syncPeriod: '1s', minSyncPeriod: '100ms' } });
+  let agent: RunningAgent | undefined;
+  t.after(async () => {
+    await agent?.stop('SIGKILL');
+    await cluster.destroy();
+    await removeDir(manifests);
+  });
+  // An empty nat table: the agent comes up first.
+  agent = await startAgent(cluster, { manifests, config });
+  const podA = cluster.pod('pod-a').ns;
+  // kube-proxy starts: its jumps go in at position 1, in front of ours.
+  await startKubeProxyAfterAgent(cluster);
+  const firstJump = async () => (await cluster.iptablesSave()).split('\n').find((l) => l.startsWith('-A PREROUTING '));
+  const repairedWithin = Date.now();
+  await agent.waitForLog((l) => l.msg === 'chain order repaired: our jump is first again', 3000, 'chain order repair');
+  assert.ok(Date.now() - repairedWithin < 2500);
+  assert.match((await firstJump())!, /-j KUBE-PORTALS-CONTAINER$/);
+  const status = await edgeproxy(cluster, ['status']);
+  assert.equal(status.code, 0, status.stdout);
+  assert.equal((await agent.metrics()).get('edgeproxy_chain_order_repairs_total'), 2); // PREROUTING and OUTPUT
+
+  const web = await cluster.chainPackets(KP.web);
+  assert.deepEqual(new Set(await bodies(cluster, podA, WEB, 4)), new Set(['pod-a', 'pod-b']));
+  assert.equal(await cluster.chainPackets(KP.web), web);
+
+  // `status` explains a wrong order: put KUBE-SERVICES in front by hand and ask before the next resync.
+  await agent.stop('SIGKILL');
+  await cluster.run(cluster.nodeNs, 'iptables', ['-t', 'nat', '-D', 'PREROUTING', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
+  await cluster.run(cluster.nodeNs, 'iptables', ['-t', 'nat', '-I', 'PREROUTING', '1', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
+  const wrong = await edgeproxy(cluster, ['status']);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stdout, /KUBE-SERVICES \(position 1\) is before KUBE-PORTALS-CONTAINER \(position 2\)/);
+  assert.match(wrong.stdout, /No route to host/);
+
+  // After SIGKILL our rules are still there; `edgeproxy cleanup` removes them and nothing else.
+  assert.ok(ourRules(await cluster.iptablesSave()).length > 0);
+  const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
+  const cleanup = await edgeproxy(cluster, ['cleanup']);
+  assert.equal(cleanup.code, 0, cleanup.stderr);
+  assert.deepEqual(ourRules(await cluster.iptablesSave()), []);
+  assert.deepEqual(kubeProxyRules(await cluster.iptablesSave()), kubeProxyBefore);
+  assert.match((await edgeproxy(cluster, ['cleanup'])).stdout, /nothing to remove/);
+  assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
 });
