@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCluster, requirePrivileges, type Cluster } from '../support/cluster.ts';
 import {
@@ -45,6 +45,7 @@ test('portals layout beside kube-proxy', async (t) => {
     await agent?.stop('SIGKILL');
     await cluster.destroy();
     await removeDir(manifests);
+    await removeDir(dirname(config));
   });
   await cluster.loadKubeProxyRules();
   const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
@@ -152,6 +153,7 @@ test('edge-mesh layout: RETURN for ignored services, per-protocol sub-chains', a
     await agent?.stop('SIGKILL');
     await cluster.destroy();
     await removeDir(manifests);
+    await removeDir(dirname(config));
   });
   await cluster.loadKubeProxyRules();
   agent = await startAgent(cluster, { manifests, config });
@@ -199,6 +201,7 @@ test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t)
     await agent?.stop('SIGKILL');
     await cluster.destroy();
     await removeDir(manifests);
+    await removeDir(dirname(config));
   });
   await cluster.loadKubeProxyRules();
   agent = await startAgent(cluster, { manifests, config });
@@ -229,6 +232,7 @@ test('agent started before kube-proxy: the order is repaired within one resync; 
     await agent?.stop('SIGKILL');
     await cluster.destroy();
     await removeDir(manifests);
+    await removeDir(dirname(config));
   });
   // An empty nat table: the agent comes up first.
   agent = await startAgent(cluster, { manifests, config });
