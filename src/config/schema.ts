@@ -42,14 +42,40 @@ export const configSchema = z.strictObject({
       /** No two syncs closer than this; changes in between are coalesced. */
       minSyncPeriod: duration('1s'),
     })
-    .default({ syncPeriod: 5000, minSyncPeriod: 1000 }),
+    .prefault({}),
   proxy: z
     .strictObject({
       /** Address the per-service listeners bind; REDIRECT needs them on the node's addresses. */
       bindAddress: z.string().refine((ip) => isIPv4(ip), 'must be an IPv4 address').default('0.0.0.0'),
+      /** Per-attempt dial timeout to an endpoint. */
       connectTimeout: duration('2s'),
+      /** Default balancing policy; a service's DestinationRule or sessionAffinity overrides it. */
+      loadBalancer: z.enum(['ROUND_ROBIN', 'RANDOM', 'CONSISTENT_HASH']).default('ROUND_ROBIN'),
+      /** Dial attempts per client connection (each to a different endpoint when there are several). */
+      maxDialAttempts: z.number().int().min(1).max(16).default(3),
+      /** Pause between two dial attempts. */
+      dialBackoff: duration('50ms'),
+      /** An endpoint whose dial failed is skipped for this long, doubling on repeated failures... */
+      ejectionTime: duration('5s'),
+      /** ...up to this long. */
+      maxEjectionTime: duration('1m'),
+      /** Close a TCP connection idle in both directions for this long; "0" = never. */
+      tcpIdleTimeout: duration('0'),
+      /** Open connections to an endpoint that was removed are closed after this long; "0" = left to end on their own. */
+      removedEndpointGracePeriod: duration('0'),
+      /** Concurrent connections per service port, and over all ports; new clients beyond are refused. */
+      maxConnectionsPerPort: z.number().int().min(1).default(16384),
+      maxConnections: z.number().int().min(1).default(65536),
     })
-    .default({ bindAddress: '0.0.0.0', connectTimeout: 2000 }),
+    .prefault({}),
+  udp: z
+    .strictObject({
+      /** A UDP flow (client address → endpoint) with no packet for this long is forgotten. */
+      idleTimeout: duration('30s'),
+      /** Flows per UDP service port; the oldest is evicted when full. Each flow holds one socket. */
+      maxFlowsPerPort: z.number().int().min(1).default(4096),
+    })
+    .prefault({}),
   /** host:port for /metrics, /healthz and /readyz; "" turns the endpoint off. */
   metricsBindAddress: z
     .string()
@@ -59,7 +85,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
-    .default({ level: 'info' }),
+    .prefault({}),
 });
 
 export type Config = z.output<typeof configSchema>;
