@@ -3,12 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCluster, requirePrivileges, type Cluster } from '../support/cluster.ts';
-import {
-  copyExampleManifests, edgeproxy, kubeProxyRules, ourRules, portMetric, removeDir, startAgent, startKubeProxyAfterAgent, writeConfig, type RunningAgent,
-} from '../support/agent.ts';
+import type { Cluster } from '../support/cluster.ts';
+import { edgeproxy, kubeProxyRules, ourRules, portMetric, setupAgentCluster, startAgent, startKubeProxyAfterAgent } from '../support/agent.ts';
 
 // kube-proxy's service chains in the fixture (see test/fixtures/README.md).
 const KP = {
@@ -36,20 +34,10 @@ async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 
 }
 
 test('portals layout beside kube-proxy', async (t) => {
-  requirePrivileges();
-  const cluster = await createCluster();
-  const manifests = await copyExampleManifests();
-  const config = await writeConfig({ layout: 'portals' });
-  let agent: RunningAgent | undefined;
-  t.after(async () => {
-    await agent?.stop('SIGKILL');
-    await cluster.destroy();
-    await removeDir(manifests);
-    await removeDir(dirname(config));
-  });
-  await cluster.loadKubeProxyRules();
+  const env = await setupAgentCluster(t, { config: { layout: 'portals' }, start: false });
+  const { cluster, manifests } = env;
   const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
-  agent = await startAgent(cluster, { manifests, config });
+  const agent = (env.agent = await startAgent(cluster, { manifests, config: env.configFile }));
   const podA = cluster.pod('pod-a').ns;
 
   await t.test('our jumps come first, before KUBE-SERVICES', async () => {
@@ -67,7 +55,7 @@ test('portals layout beside kube-proxy', async (t) => {
 
   await t.test('a proxied service answers through the agent, round robin over both pods, from the node and from a pod', async () => {
     const kubeProxyWeb = await cluster.chainPackets(KP.web);
-    const before = portMetric(await agent!.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
+    const before = portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
     const fromNode = await bodies(cluster, cluster.nodeNs, WEB, 6);
     const fromPod = await bodies(cluster, podA, WEB, 6);
     for (const answers of [fromNode, fromPod]) {
@@ -75,7 +63,7 @@ test('portals layout beside kube-proxy', async (t) => {
       for (let i = 1; i < answers.length; i++) assert.notEqual(answers[i], answers[i - 1], `not alternating: ${answers}`);
       assert.deepEqual(new Set(answers), new Set(['pod-a', 'pod-b']));
     }
-    const afterCount = portMetric(await agent!.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
+    const afterCount = portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
     assert.equal(afterCount - before, 12);
     assert.equal(await cluster.chainPackets(KP.web), kubeProxyWeb, "kube-proxy's web chain must see none of it");
   });
@@ -91,7 +79,7 @@ test('portals layout beside kube-proxy', async (t) => {
     assert.ok((await cluster.chainPackets(KP.dnsUdp)) > dns);
     assert.ok((await cluster.chainPackets(KP.kubernetes)) > api);
     assert.ok((await cluster.chainPackets(KP.grafana)) > grafana);
-    const m = await agent!.metrics();
+    const m = await agent.metrics();
     assert.equal(portMetric(m, 'edgeproxy_connections_accepted_total', 'monitoring/grafana:http'), 0);
   });
 
@@ -118,7 +106,7 @@ test('portals layout beside kube-proxy', async (t) => {
     const kubeProxyWeb = await cluster.chainPackets(KP.web);
     await bodies(cluster, podA, WEB, 3);
     assert.equal((await cluster.chainPackets(KP.web)) - kubeProxyWeb, 3);
-    await agent!.waitForLog((l) => l.msg === 'service left to kube-proxy' && l.service === 'default/web', 2000, 'log of the filter change');
+    await agent.waitForLog((l) => l.msg === 'service left to kube-proxy' && l.service === 'default/web', 2000, 'log of the filter change');
     await writeFile(webFile, original);
     await eventually('web rule back', async () => ourRules(await cluster.iptablesSave()).some((l) => l.includes('default/web:http')));
   });
@@ -127,14 +115,14 @@ test('portals layout beside kube-proxy', async (t) => {
     const webFile = join(manifests, 'web.yaml');
     const original = await readFile(webFile, 'utf8');
     await writeFile(webFile, original.replace('port: 80,', 'port: 70000,'));
-    await agent!.waitForLog((l) => l.level === 40 && JSON.stringify(l).includes('70000'), 5000, 'warning naming the bad port');
+    await agent.waitForLog((l) => l.level === 40 && JSON.stringify(l).includes('70000'), 5000, 'warning naming the bad port');
     assert.equal(new Set(await bodies(cluster, podA, WEB, 4)).size, 2);
     await writeFile(webFile, original);
   });
 
   await t.test('SIGTERM removes every chain and jump of ours and leaves kube-proxy untouched', async () => {
-    const code = await agent!.stop('SIGTERM');
-    assert.equal(code, 0, agent!.stderr());
+    const code = await agent.stop('SIGTERM');
+    assert.equal(code, 0, agent.stderr());
     const saved = await cluster.iptablesSave();
     assert.deepEqual(ourRules(saved), []);
     assert.deepEqual(kubeProxyRules(saved), kubeProxyBefore);
@@ -144,19 +132,8 @@ test('portals layout beside kube-proxy', async (t) => {
 });
 
 test('edge-mesh layout: RETURN for ignored services, per-protocol sub-chains', async (t) => {
-  requirePrivileges();
-  const cluster = await createCluster();
-  const manifests = await copyExampleManifests();
-  const config = await writeConfig({ layout: 'edge-mesh', serviceCIDR: '10.96.0.0/16' });
-  let agent: RunningAgent | undefined;
-  t.after(async () => {
-    await agent?.stop('SIGKILL');
-    await cluster.destroy();
-    await removeDir(manifests);
-    await removeDir(dirname(config));
-  });
-  await cluster.loadKubeProxyRules();
-  agent = await startAgent(cluster, { manifests, config });
+  const { cluster, agent } = await setupAgentCluster(t, { config: { layout: 'edge-mesh', serviceCIDR: '10.96.0.0/16' } });
+  assert.ok(agent);
   const podA = cluster.pod('pod-a').ns;
 
   const ours = ourRules(await cluster.iptablesSave());
@@ -192,19 +169,8 @@ test('edge-mesh layout: RETURN for ignored services, per-protocol sub-chains', a
 });
 
 test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t) => {
-  requirePrivileges();
-  const cluster = await createCluster();
-  const manifests = await copyExampleManifests();
-  const config = await writeConfig({ serviceFilterMode: 'FilterIfLabelDoesNotExists' });
-  let agent: RunningAgent | undefined;
-  t.after(async () => {
-    await agent?.stop('SIGKILL');
-    await cluster.destroy();
-    await removeDir(manifests);
-    await removeDir(dirname(config));
-  });
-  await cluster.loadKubeProxyRules();
-  agent = await startAgent(cluster, { manifests, config });
+  const { cluster, agent } = await setupAgentCluster(t, { config: { serviceFilterMode: 'FilterIfLabelDoesNotExists' } });
+  assert.ok(agent);
   const podA = cluster.pod('pod-a').ns;
 
   // grafana carries the label: now it is ours.
@@ -223,19 +189,9 @@ test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t)
 });
 
 test('agent started before kube-proxy: the order is repaired within one resync; SIGKILL then cleanup', async (t) => {
-  requirePrivileges();
-  const cluster = await createCluster();
-  const manifests = await copyExampleManifests();
-  const config = await writeConfig({ iptables: { syncPeriod: '1s', minSyncPeriod: '100ms' } });
-  let agent: RunningAgent | undefined;
-  t.after(async () => {
-    await agent?.stop('SIGKILL');
-    await cluster.destroy();
-    await removeDir(manifests);
-    await removeDir(dirname(config));
-  });
-  // An empty nat table: the agent comes up first.
-  agent = await startAgent(cluster, { manifests, config });
+  // An empty nat table: the agent comes up first (the default config resyncs every second).
+  const { cluster, agent } = await setupAgentCluster(t, { kubeProxyFirst: false });
+  assert.ok(agent);
   const podA = cluster.pod('pod-a').ns;
   // kube-proxy starts: its jumps go in at position 1, in front of ours.
   await startKubeProxyAfterAgent(cluster);

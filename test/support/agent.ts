@@ -3,10 +3,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, cp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
-import { nodeBin, repoRoot, kubeProxyRulesFile } from './cluster.ts';
+import { createCluster, nodeBin, repoRoot, kubeProxyRulesFile, requirePrivileges } from './cluster.ts';
 import type { Cluster } from './cluster.ts';
 import { readFileSync } from 'node:fs';
 
@@ -159,4 +159,37 @@ export function ourRules(saved: string): string[] {
 /** kube-proxy's part of an iptables-save text (without counters, comments and our lines). */
 export function kubeProxyRules(saved: string): string[] {
   return saved.split('\n').filter((l) => (l.startsWith('-A') || l.startsWith(':')) && !/KUBE-PORTALS|EDGE-MESH/.test(l)).map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
+}
+
+export interface AgentCluster {
+  cluster: Cluster;
+  /** A private copy of examples/manifests, free to edit. */
+  manifests: string;
+  configFile: string;
+  /** Set when started (by default, or later with startAgent). */
+  agent?: RunningAgent;
+}
+
+/**
+ * The usual e2e set-up: a cluster, kube-proxy's rules, a manifests copy, a config, the agent;
+ * everything is torn down when the test ends, whether it passed or not.
+ */
+export async function setupAgentCluster(
+  t: { after(fn: () => Promise<void>): void },
+  opts: { config?: Record<string, unknown>; kubeProxyFirst?: boolean; start?: boolean } = {},
+): Promise<AgentCluster> {
+  requirePrivileges();
+  const cluster = await createCluster();
+  const env: AgentCluster = { cluster, manifests: '', configFile: '' };
+  t.after(async () => {
+    await env.agent?.stop('SIGKILL');
+    await cluster.destroy();
+    if (env.manifests) await removeDir(env.manifests);
+    if (env.configFile) await removeDir(dirname(env.configFile));
+  });
+  env.manifests = await copyExampleManifests();
+  env.configFile = await writeConfig(opts.config ?? {});
+  if (opts.kubeProxyFirst ?? true) await cluster.loadKubeProxyRules();
+  if (opts.start ?? true) env.agent = await startAgent(cluster, { manifests: env.manifests, config: env.configFile });
+  return env;
 }
