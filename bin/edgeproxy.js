@@ -6,4 +6,5 @@ if (major < 22 || (major === 22 && minor < 19)) {
   process.exit(1);
 }
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv);
+// Exit explicitly: a failed start must not leave the process hanging on an open handle.
+process.exit(await main(process.argv));

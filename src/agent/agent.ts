@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { StateStore } from '../state/store.ts';
 import type { ProxyManager } from '../proxy/manager.ts';
-import type { Iptables } from '../netfilter/iptables.ts';
+import type { RuleBackend } from '../netfilter/iptables.ts';
 import type { AgentMetrics } from '../telemetry/metrics.ts';
 import type { HealthSource } from '../telemetry/server.ts';
 import { renderRules } from '../rules/render.ts';
@@ -18,7 +18,7 @@ export interface AgentDeps {
   config: Config;
   store: StateStore;
   proxy: ProxyManager;
-  iptables: Iptables;
+  iptables: RuleBackend;
   logger: Logger;
   metrics: AgentMetrics;
   /** Waits for sources' initial load before the first sync (so a restart never drops services). */
@@ -42,11 +42,15 @@ export class Agent implements HealthSource {
       sync: () => this.syncOnce(),
       minIntervalMs: deps.config.iptables.minSyncPeriod,
       periodMs: deps.config.iptables.syncPeriod,
-      onError: (err) => {
-        this.#lastError = (err as Error).message;
+      onError: (err, consecutive) => {
+        const message = (err as Error).message;
         deps.metrics.syncErrors.inc();
         // What was applied before stays in place: nothing is removed when a sync fails.
-        this.#log.error({ err }, 'sync failed; keeping the rules and listeners already in place, retrying');
+        // Log a failure when it starts or changes, not on every retry.
+        if (consecutive === 1 || message !== this.#lastError) {
+          this.#log.error({ err, consecutive }, 'sync failed; keeping the rules and listeners already in place, retrying with backoff');
+        } else this.#log.debug({ consecutive }, 'sync still failing');
+        this.#lastError = message;
       },
     });
   }
@@ -79,6 +83,7 @@ export class Agent implements HealthSource {
     await proxy.retire();
 
     endTimer();
+    if (this.#lastError !== undefined) this.#log.info('sync recovered');
     this.#lastSuccess = Date.now();
     metrics.lastSyncSuccess.set(this.#lastSuccess / 1000);
     this.#lastError = undefined;

@@ -85,3 +85,16 @@ test('stop waits for the sync in progress and cancels the next', async () => {
   await sleep(60);
   assert.equal(starts.length, count);
 });
+
+test('repeated failures back off: minInterval, then doubling, capped at period', async () => {
+  const { runner, starts, errors } = recorder({ minIntervalMs: 20, periodMs: 70, fail: () => true });
+  runner.start();
+  await sleep(330);
+  await runner.stop();
+  // Runs at ~0, 20, 60 (+40), 130 (+70 capped), 200, 270.
+  const gaps = starts.slice(1).map((s, i) => s - starts[i]!);
+  assert.ok(gaps[0]! >= 18 && gaps[0]! < 45, `gaps ${gaps}`);
+  assert.ok(gaps[1]! >= 38 && gaps[1]! < 65, `gaps ${gaps}`);
+  assert.ok(gaps.slice(2).every((g) => g >= 68), `gaps ${gaps}`);
+  assert.equal(errors.length, starts.length);
+});

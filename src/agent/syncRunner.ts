@@ -5,8 +5,8 @@ export interface SyncRunnerOptions {
   sync: () => Promise<void>;
   minIntervalMs: number;
   periodMs: number;
-  /** Called when a sync throws; the runner retries after minInterval. */
-  onError: (err: unknown) => void;
+  /** Called when a sync throws; the runner retries after minInterval, doubling per consecutive failure up to period. */
+  onError: (err: unknown, consecutiveFailures: number) => void;
   now?: () => number;
 }
 
@@ -18,6 +18,7 @@ export class SyncRunner {
   #pending = false;
   #lastStart = -Infinity;
   #stopped = true;
+  #failures = 0;
 
   constructor(opts: SyncRunnerOptions) {
     this.#opts = opts;
@@ -54,14 +55,22 @@ export class SyncRunner {
     this.#pending = false;
     this.#lastStart = this.#now();
     let failed = false;
-    this.#running = this.#opts.sync().catch((err: unknown) => {
-      failed = true;
-      this.#opts.onError(err);
-    });
+    this.#running = this.#opts.sync().then(
+      () => {
+        this.#failures = 0;
+      },
+      (err: unknown) => {
+        failed = true;
+        this.#opts.onError(err, ++this.#failures);
+      },
+    );
     await this.#running;
     this.#running = undefined;
     if (this.#stopped) return;
-    if (this.#pending || failed) this.#schedule(this.#opts.minIntervalMs);
+    if (failed) {
+      // Back off while something stays broken (iptables missing, say) instead of hammering it.
+      this.#schedule(Math.min(this.#opts.minIntervalMs * 2 ** (this.#failures - 1), this.#opts.periodMs));
+    } else if (this.#pending) this.#schedule(this.#opts.minIntervalMs);
     else this.#schedule(this.#opts.periodMs);
   }
 }

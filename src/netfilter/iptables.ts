@@ -30,7 +30,16 @@ function failedLineNumber(stderr: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export class Iptables {
+/**
+ * What the agent needs from a packet-filter backend: make our rules exactly `rendered`, and
+ * remove them all. Iptables is the one implementation; an nftables backend would be another.
+ */
+export interface RuleBackend {
+  sync(rendered: RenderedRules): Promise<SyncResult>;
+  cleanup(): Promise<boolean>;
+}
+
+export class Iptables implements RuleBackend {
   readonly #runner: CommandRunner;
   readonly #binaries: IptablesBinaries;
 

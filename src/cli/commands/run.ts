@@ -76,6 +76,14 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     });
     logger.info({ address: config.metricsBindAddress }, 'serving /metrics, /healthz, /readyz');
   }
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (err) {
+    // Nothing was programmed yet (sources load before the first sync): just release what is open.
+    server?.close();
+    await source.stop();
+    await proxy.close();
+    throw err;
+  }
   return done;
 }
