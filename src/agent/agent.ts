@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import type { StateStore } from '../state/store.ts';
 import type { ProxyManager } from '../proxy/manager.ts';
 import type { RuleBackend } from '../netfilter/iptables.ts';
-import type { AgentMetrics } from '../telemetry/metrics.ts';
+import type { AgentMetrics, SourceStatus } from '../telemetry/metrics.ts';
 import type { HealthSource } from '../telemetry/server.ts';
 import { renderRules } from '../rules/render.ts';
 import { computeDesired, desiredRules, type Desired } from './desired.ts';
@@ -23,6 +23,8 @@ export interface AgentDeps {
   metrics: AgentMetrics;
   /** Waits for sources' initial load before the first sync (so a restart never drops services). */
   sourcesReady?: () => Promise<void>;
+  /** Watch state of the sources, for health details (a stale source never fails a probe). */
+  sourceStatus?: () => readonly SourceStatus[];
 }
 
 export class Agent implements HealthSource {
@@ -108,15 +110,31 @@ export class Agent implements HealthSource {
   healthy(): { ok: boolean; detail: string } {
     // Alive while syncs keep succeeding; three missed periods means something is stuck.
     const limit = 3 * this.#deps.config.iptables.syncPeriod + 10_000;
-    if (!this.#syncedOnce) return { ok: true, detail: 'starting' };
+    if (!this.#syncedOnce) return { ok: true, detail: `starting${this.#sourcesNote()}` };
     const age = Date.now() - this.#lastSuccess;
     return age <= limit
-      ? { ok: true, detail: `ok: last sync ${age} ms ago` }
-      : { ok: false, detail: `last successful sync ${age} ms ago${this.#lastError ? `; last error: ${this.#lastError}` : ''}` };
+      ? { ok: true, detail: `ok: last sync ${age} ms ago${this.#sourcesNote()}` }
+      : { ok: false, detail: `last successful sync ${age} ms ago${this.#lastError ? `; last error: ${this.#lastError}` : ''}${this.#sourcesNote()}` };
   }
 
   ready(): { ok: boolean; detail: string } {
-    if (!this.#syncedOnce) return { ok: false, detail: this.#lastError ? `initial sync failing: ${this.#lastError}` : 'initial sync not done' };
-    return this.#lastError ? { ok: false, detail: `last sync failed: ${this.#lastError}` } : { ok: true, detail: 'ok' };
+    if (!this.#syncedOnce) return { ok: false, detail: (this.#lastError ? `initial sync failing: ${this.#lastError}` : 'initial sync not done') + this.#sourcesNote() };
+    return this.#lastError ? { ok: false, detail: `last sync failed: ${this.#lastError}${this.#sourcesNote()}` } : { ok: true, detail: `ok${this.#sourcesNote()}` };
+  }
+
+  /**
+   * Sources waiting for their first list, or stale (watch down, last known state served). A stale
+   * source does not fail /healthz or /readyz: restarting the agent would not bring the API server
+   * back, and the rules in place are the best we know. It shows here and in edgeproxy_source_*.
+   */
+  #sourcesNote(): string {
+    const statuses = this.#deps.sourceStatus?.() ?? [];
+    const notes: string[] = [];
+    const now = Date.now();
+    for (const s of statuses) {
+      if (!s.synced) notes.push(`${s.source} waiting for its initial list${s.lastError ? ` (${s.lastError})` : ''}`);
+      else if (s.stale) notes.push(`${s.source} stale for ${Math.round((now - (s.staleSince ?? now)) / 1000)} s, serving the last known state${s.lastError ? ` (${s.lastError})` : ''}`);
+    }
+    return notes.length ? `; ${notes.join('; ')}` : '';
   }
 }

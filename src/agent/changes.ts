@@ -2,6 +2,7 @@
 // endpoints changed, never one per sync when nothing did.
 import type { Desired, ServicePlan } from './desired.ts';
 import { backendId } from '../model/types.ts';
+import { policyLabel } from '../proxy/balancers/index.ts';
 
 export interface ChangeLine {
   msg: string;
@@ -9,7 +10,7 @@ export interface ChangeLine {
 }
 
 function summary(plan: ServicePlan): string {
-  return JSON.stringify([plan.decision, plan.ports.map((p) => [p.portName, p.port.protocol, p.port.port, p.skipped, p.backends.map(backendId)])]);
+  return JSON.stringify([plan.decision, plan.ports.map((p) => [p.portName, p.port.protocol, p.port.port, p.skipped, p.backends.map(backendId), p.balancing, p.trafficPolicyNote])]);
 }
 
 export function describeChanges(before: Desired | undefined, after: Desired): ChangeLine[] {
@@ -24,6 +25,9 @@ export function describeChanges(before: Desired | undefined, after: Desired): Ch
       name: p.portName,
       backends: p.backends.map(backendId),
       ...(p.skipped ? { skipped: p.skipped } : {}),
+      ...(p.spec && p.balancing ? { policy: policyLabel(p.spec), policySource: p.balancing.source } : {}),
+      ...(p.balancing?.note ? { policyNote: p.balancing.note } : {}),
+      ...(p.trafficPolicyNote ? { trafficPolicy: p.trafficPolicyNote } : {}),
     }));
     lines.push({
       msg: plan.decision.proxied ? 'service proxied' : 'service left to kube-proxy',

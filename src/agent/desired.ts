@@ -9,6 +9,7 @@ import { decide } from '../filter/filter.ts';
 import { PROXIED_PROTOCOLS, type ProxyPortSpec } from '../proxy/types.ts';
 import type { DesiredRules, IgnoredServiceRule, Layout, ProxiedPortRule } from '../rules/types.ts';
 import { isIPv4 } from 'node:net';
+import { applyTrafficPolicy, destinationRulesByService, resolveBalancing, type BalancingConfig, type PortBalancing } from './balancing.ts';
 
 export interface PortPlan {
   port: ServicePort;
@@ -18,6 +19,10 @@ export interface PortPlan {
   /** Why a port of a proxied service is nonetheless left to kube-proxy. */
   skipped?: string;
   backends: Backend[];
+  /** Proxied ports: the balancing policy and where it came from. */
+  balancing?: PortBalancing;
+  /** Set when internalTrafficPolicy Local leaves no endpoint: why connections are refused. */
+  trafficPolicyNote?: string;
 }
 
 export interface ServicePlan {
@@ -37,12 +42,16 @@ export function proxyPortId(portName: string, protocol: string): string {
   return `${portName}/${protocol}`;
 }
 
-export function computeDesired(snapshot: StateSnapshot, filter: FilterConfig): Desired {
+/** The config computeDesired reads: the filter, the default policy and this node's name. */
+export type DesiredConfig = FilterConfig & BalancingConfig;
+
+export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig): Desired {
   const services: ServicePlan[] = [];
   const proxySpecs: ProxyPortSpec[] = [];
   const ignored: IgnoredServiceRule[] = [];
   // clusterIP/protocol/port → owner, to refuse a second service claiming the same portal.
   const portals = new Map<string, string>();
+  const rulesByService = destinationRulesByService(snapshot.destinationRules);
 
   const keys = [...snapshot.services.keys()].sort();
   for (const key of keys) {
@@ -72,7 +81,18 @@ export function computeDesired(snapshot: StateSnapshot, filter: FilterConfig): D
         continue;
       }
       portals.set(portal, portName);
-      plan.spec = { id: proxyPortId(portName, port.protocol), portName, protocol: port.protocol, backends };
+      const allowed = applyTrafficPolicy(service, backends, filter);
+      plan.backends = allowed.backends;
+      if (allowed.note !== undefined) plan.trafficPolicyNote = allowed.note;
+      plan.balancing = resolveBalancing(service, port, rulesByService.get(key) ?? [], filter);
+      plan.spec = {
+        id: proxyPortId(portName, port.protocol),
+        portName,
+        protocol: port.protocol,
+        backends: allowed.backends,
+        policy: plan.balancing.policy,
+        ...(plan.balancing.sessionAffinitySeconds !== undefined && { sessionAffinitySeconds: plan.balancing.sessionAffinitySeconds }),
+      };
       proxySpecs.push(plan.spec);
     }
     if (!decision.proxied && decision.filtered) {

@@ -22,9 +22,10 @@ export async function main(argv: string[]): Promise<number> {
     .command('run')
     .description('run the agent: watch services, program iptables, proxy traffic (root)')
     .addOption(manifestsOption())
+    .addOption(new Option('-k, --kubeconfig <file>', 'read services from the Kubernetes API with this kubeconfig (turns the API source on; without it, kubernetes.enabled uses $KUBECONFIG or the pod service account)'))
     .addOption(configOption())
     .addOption(new Option('--log-level <level>', 'override config log.level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .action(async (opts: { manifests?: string; config?: string; logLevel?: string }) => {
+    .action(async (opts: { manifests?: string; config?: string; logLevel?: string; kubeconfig?: string }) => {
       exitCode = await runCommand(opts);
     });
 

@@ -3,18 +3,22 @@ import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { translateEdgeMeshConfig } from './edgemesh.ts';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export function parseConfig(value: unknown, source: string): Config {
-  const result = configSchema.safeParse(value ?? {});
+/** warnings receives one line per EdgeMesh key that was ignored (see edgemesh.ts). */
+export function parseConfig(value: unknown, source: string, warnings?: string[]): Config {
+  const translated = translateEdgeMeshConfig(value ?? {});
+  warnings?.push(...translated.warnings.map((w) => `${source}: ${w}`));
+  const result = configSchema.safeParse(translated.config);
   if (result.success) return result.data;
   throw new ConfigError(`${source}: invalid config:\n${formatIssues(result.error.issues)}`);
 }
 
-export async function loadConfig(file: string | undefined): Promise<Config> {
+export async function loadConfig(file: string | undefined, warnings?: string[]): Promise<Config> {
   if (!file) return parseConfig({}, 'defaults');
   let text: string;
   try {
@@ -28,7 +32,7 @@ export async function loadConfig(file: string | undefined): Promise<Config> {
   } catch (err) {
     throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message}`);
   }
-  return parseConfig(value, file);
+  return parseConfig(value, file, warnings);
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[]): string {

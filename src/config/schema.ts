@@ -25,6 +25,20 @@ const cidrV4 = z.string().refine((text) => {
 export const configSchema = z.strictObject({
   /** Where services come from. */
   manifests: z.string().min(1).optional(),
+  /** The Kubernetes API as a source (besides or instead of the manifest directory). */
+  kubernetes: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** kubeconfig file; unset: --kubeconfig, then $KUBECONFIG, then the pod's service account. */
+      kubeconfig: z.string().min(1).optional(),
+      /** Server-side timeout of each watch request (the watch is then resumed). */
+      watchTimeout: duration('5m'),
+      /** Restart a watch that showed no list, event or bookmark for this long; "0" = never. */
+      watchdog: duration('2m'),
+      /** Periodic full relist as a safety net; "0" = never. */
+      resyncPeriod: duration('0'),
+    })
+    .prefault({}),
   /** Rule layout: "portals" (KUBE-PORTALS-CONTAINER/HOST) or "edge-mesh" (EDGE-MESH root chain). */
   layout: z.enum(['portals', 'edge-mesh']).default('portals'),
   /** Service CIDR; restricts the edge-mesh layout's protocol jumps. */

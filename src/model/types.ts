@@ -85,6 +85,32 @@ export interface Backend {
   nodeName?: string;
 }
 
+/** A load-balancing policy, named as in Istio's DestinationRule and the config's proxy.loadBalancer. */
+export type LoadBalancerPolicy = 'ROUND_ROBIN' | 'RANDOM' | 'CONSISTENT_HASH';
+
+/** One load-balancer setting of a DestinationRule, already mapped to a policy edgeproxy implements. */
+export interface DestinationRuleLoadBalancer {
+  policy: LoadBalancerPolicy;
+  /** What the rule said, for plan and logs: "RANDOM", "LEAST_REQUEST", "consistentHash.httpHeaderName". */
+  source: string;
+  /** Set when the rule asked for something edgeproxy approximates (e.g. LEAST_REQUEST → round robin). */
+  note?: string;
+}
+
+/** An Istio DestinationRule (networking.istio.io), reduced to its load-balancer policy. */
+export interface DestinationRule {
+  namespace: string;
+  name: string;
+  /** spec.host as written. */
+  host: string;
+  /** The Service spec.host names, resolved relative to the rule's namespace as Istio does. */
+  service: ServiceKey;
+  /** spec.trafficPolicy.loadBalancer; undefined: the config default applies. */
+  loadBalancer?: DestinationRuleLoadBalancer;
+  /** spec.trafficPolicy.portLevelSettings[] with a loadBalancer, by service port number. */
+  portLoadBalancers: Array<{ port: number; loadBalancer: DestinationRuleLoadBalancer }>;
+}
+
 export function backendId(b: { ip: string; port: number }): string {
   return `${b.ip}:${b.port}`;
 }

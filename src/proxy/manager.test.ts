@@ -5,6 +5,7 @@ import type { Backend, Protocol } from '../model/types.ts';
 import { ProxyManager } from './manager.ts';
 import type { ProxyPortSpec } from './types.ts';
 import { LOOPBACK, backend, exchange, namedServer } from './testSupport.ts';
+import { udpClient, udpNamedServer } from './udpTestSupport.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -21,9 +22,9 @@ test('prepare opens, updates and keeps listeners; retire closes the ones no long
   });
 
   const web = spec('default/web:http', [backend(a.port)]);
-  const dns = spec('kube-system/dns:dns', [backend(a.port)], 'UDP');
-  const first = await mgr.prepare([web, dns]);
-  assert.equal(first.length, 1, 'UDP is not served yet');
+  const sctp = spec('kube-system/x:y', [backend(a.port)], 'SCTP');
+  const first = await mgr.prepare([web, sctp]);
+  assert.equal(first.length, 1, 'SCTP is not served');
   assert.equal(first[0]?.id, 'default/web:http/TCP');
   const listenPort = first[0]!.listenPort;
   assert.ok(listenPort > 0);
@@ -35,6 +36,7 @@ test('prepare opens, updates and keeps listeners; retire closes the ones no long
   assert.equal((await exchange(listenPort)).data, 'B');
 
   const [stats] = mgr.stats();
+  assert.ok(stats?.protocol === 'TCP');
   assert.equal(stats?.id, 'default/web:http/TCP');
   assert.equal(stats?.portName, 'default/web:http');
   assert.equal(stats?.listenPort, listenPort);
@@ -78,4 +80,35 @@ test('close() closes every listener', async () => {
   await mgr.close();
   for (const p of out) assert.equal((await exchange(p.listenPort)).error?.code, 'ECONNREFUSED');
   assert.deepEqual(mgr.stats(), []);
+});
+
+test('UDP specs get a UDP listener with the udp options; stats() reports its flow counters', async (t) => {
+  const [a, b] = await Promise.all([udpNamedServer('A'), udpNamedServer('B')]);
+  const mgr = new ProxyManager({ logger: silent, host: LOOPBACK, udp: { idleTimeoutMs: 60_000, maxFlowsPerPort: 1 } });
+  const [c1, c2] = await Promise.all([udpClient(), udpClient()]);
+  t.after(async () => {
+    await mgr.close();
+    await Promise.all([a.close(), b.close(), c1.close(), c2.close()]);
+  });
+  const echo = spec('default/echo-udp:p', [backend(a.port)], 'UDP');
+  const [status] = await mgr.prepare([echo, spec('default/web:http', [])]);
+  assert.equal(status?.id, 'default/echo-udp:p/UDP');
+  assert.equal(await c1.ask(status!.listenPort, 'x'), 'A:x');
+  assert.equal(await c2.ask(status!.listenPort, 'x'), 'A:x');
+
+  // Same id, new backends: the listener stays, its flows move to the new endpoint.
+  assert.deepEqual(await mgr.prepare([spec('default/echo-udp:p', [backend(b.port)], 'UDP')]), [status]);
+  assert.equal(await c2.ask(status!.listenPort, 'y'), 'B:y');
+  const udp = mgr.stats().find((s) => s.protocol === 'UDP');
+  assert.ok(udp?.protocol === 'UDP');
+  assert.equal(udp.portName, 'default/echo-udp:p');
+  assert.equal(udp.listenPort, status!.listenPort);
+  assert.equal(udp.counters.evictions, 1, 'maxFlowsPerPort 1: the second client evicted the first');
+  assert.equal(udp.counters.flowsRerouted, 1);
+  assert.equal(udp.counters.datagramsIn, 3);
+
+  assert.deepEqual((await mgr.retire()).sort(), ['default/web:http/TCP']);
+  await mgr.prepare([]);
+  assert.deepEqual(await mgr.retire(), ['default/echo-udp:p/UDP']);
+  assert.equal(await c1.ask(status!.listenPort, 'z', 150), undefined, 'closed: nothing answers');
 });

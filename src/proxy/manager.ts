@@ -3,8 +3,12 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort } from './tcpPort.ts';
-import type { ConnectFn, TcpProxyCounters } from './tcpPort.ts';
+import type { ConnectFn, TcpProxyCounters, TcpProxyTuning } from './tcpPort.ts';
+import { ConnectionBudget } from './limits.ts';
+import { UdpProxyPort } from './udpPort.ts';
+import type { UdpProxyCounters } from './udpPort.ts';
 import type { ProxyPortSpec, ProxyPortStatus } from './types.ts';
+import { ReconfigurableBalancer, policyLabel, type BalancerOptions } from './balancers/index.ts';
 
 export interface ProxyManagerOptions {
   logger: Logger;
@@ -14,14 +18,27 @@ export interface ProxyManagerOptions {
   connectTimeoutMs?: number;
   /** Backend dialer, for tests. */
   connect?: ConnectFn;
+  /** Clock and randomness of the balancing policies, for tests. */
+  balancing?: BalancerOptions;
+  /** Failover, passive health, idle timeout, grace period and per-port limit of every TCP port. */
+  tcp?: TcpProxyTuning;
+  /** Concurrent connections over all ports (one budget shared by them); default unlimited. */
+  maxConnections?: number;
+  /** Flow table of every UDP port (config udp.idleTimeout, udp.maxFlowsPerPort). */
+  udp?: { idleTimeoutMs?: number; maxFlowsPerPort?: number };
 }
 
-export interface ProxyPortStats {
+/** Per listener; `protocol` tells which counters it has. */
+export type ProxyPortStats = ProxyPortStatsOf<'TCP', TcpProxyCounters> | ProxyPortStatsOf<'UDP', UdpProxyCounters>;
+export type TcpPortStats = Extract<ProxyPortStats, { protocol: 'TCP' }>;
+export type UdpPortStats = Extract<ProxyPortStats, { protocol: 'UDP' }>;
+
+interface ProxyPortStatsOf<P extends 'TCP' | 'UDP', C> {
   id: string;
   portName: string;
-  protocol: 'TCP';
+  protocol: P;
   listenPort: number;
-  counters: TcpProxyCounters;
+  counters: C;
   /** Backends as given in the last spec. */
   backends: readonly Backend[];
   /** The ones traffic goes to (ready, else serving; deduplicated). */
@@ -30,7 +47,9 @@ export interface ProxyPortStats {
 
 interface Entry {
   spec: ProxyPortSpec;
-  port: TcpProxyPort;
+  port: TcpProxyPort | UdpProxyPort;
+  /** The port's policy; reconfigured in place when the spec's policy or affinity changes. */
+  balancer: ReconfigurableBalancer;
 }
 
 export class ProxyManager {
@@ -41,22 +60,24 @@ export class ProxyManager {
   #wanted = new Set<string>();
   /** Serialises prepare/retire/close so they never interleave on the same listener. */
   #queue: Promise<unknown> = Promise.resolve();
+  #budget: ConnectionBudget | undefined;
 
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    if (opts.maxConnections !== undefined) this.#budget = new ConnectionBudget(opts.maxConnections);
   }
 
   /**
-   * Opens listeners for new TCP specs and updates the backends of known ones. Returns where
-   * each served spec listens, in spec order. UDP/SCTP specs are not served yet and are left
-   * out, as is a spec whose listener failed to open (logged with its id; retried next time).
+   * Opens listeners for new TCP and UDP specs and updates the backends of known ones. Returns
+   * where each served spec listens, in spec order. SCTP specs are not served and are left out,
+   * as is a spec whose listener failed to open (logged with its id; retried next time).
    */
   prepare(specs: readonly ProxyPortSpec[]): Promise<ProxyPortStatus[]> {
     return this.#serialised(async () => {
       const tcp = new Map<string, ProxyPortSpec>();
       for (const spec of specs) {
-        if (spec.protocol !== 'TCP') {
+        if (spec.protocol !== 'TCP' && spec.protocol !== 'UDP') {
           this.#log.debug({ proxyPort: spec.id, protocol: spec.protocol }, 'protocol not proxied yet, skipped');
           continue;
         }
@@ -69,6 +90,7 @@ export class ProxyManager {
         const existing = this.#ports.get(spec.id);
         if (existing !== undefined) {
           existing.spec = spec;
+          if (existing.balancer.configure(spec)) this.#log.info({ proxyPort: spec.id, policy: policyLabel(spec) }, 'balancing policy changed');
           existing.port.update(spec.backends);
           continue;
         }
@@ -99,17 +121,11 @@ export class ProxyManager {
 
   /** Per listener: counters and backends, for status and metrics. */
   stats(): ProxyPortStats[] {
-    return [...this.#ports.values()].map(({ spec, port }) => {
+    return [...this.#ports.values()].map(({ spec, port }): ProxyPortStats => {
       const { configured, usable } = port.backends();
-      return {
-        id: spec.id,
-        portName: spec.portName,
-        protocol: 'TCP',
-        listenPort: port.port,
-        counters: port.counters(),
-        backends: configured,
-        usableBackends: usable,
-      };
+      const common = { id: spec.id, portName: spec.portName, listenPort: port.port, backends: configured, usableBackends: usable };
+      if (port instanceof UdpProxyPort) return { ...common, protocol: 'UDP', counters: port.counters() };
+      return { ...common, protocol: 'TCP', counters: port.counters() };
     });
   }
 
@@ -125,21 +141,43 @@ export class ProxyManager {
   }
 
   async #open(spec: ProxyPortSpec): Promise<void> {
-    const port = new TcpProxyPort({
+    const balancer = this.#balancerFor(spec);
+    const port = spec.protocol === 'UDP' ? this.#udpPort(spec, balancer) : new TcpProxyPort({
       id: spec.id,
+      balancer,
       logger: this.#log,
       backends: spec.backends,
+      ...this.#opts.tcp,
+      ...(this.#budget !== undefined && { connectionBudget: this.#budget }),
       ...(this.#opts.host !== undefined && { host: this.#opts.host }),
       ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
       ...(this.#opts.connect !== undefined && { connect: this.#opts.connect }),
     });
     try {
       const listenPort = await port.listen();
-      this.#ports.set(spec.id, { spec, port });
+      this.#ports.set(spec.id, { spec, port, balancer });
       this.#log.info({ proxyPort: spec.id, listenPort }, 'proxy listener opened');
     } catch (err) {
       this.#log.error({ err, proxyPort: spec.id }, 'proxy listener failed to open');
     }
+  }
+
+  #udpPort(spec: ProxyPortSpec, balancer: ReconfigurableBalancer): UdpProxyPort {
+    const udp = this.#opts.udp ?? {};
+    return new UdpProxyPort({
+      id: spec.id,
+      balancer,
+      logger: this.#log,
+      backends: spec.backends,
+      ...(this.#opts.host !== undefined && { host: this.#opts.host }),
+      ...(udp.idleTimeoutMs !== undefined && { idleTimeoutMs: udp.idleTimeoutMs }),
+      ...(udp.maxFlowsPerPort !== undefined && { maxFlows: udp.maxFlowsPerPort }),
+    });
+  }
+
+  /** Every port, whatever its protocol, gets its balancer here: the spec's policy and affinity. */
+  #balancerFor(spec: ProxyPortSpec): ReconfigurableBalancer {
+    return new ReconfigurableBalancer(spec, this.#opts.balancing);
   }
 
   async #closePort(id: string): Promise<void> {

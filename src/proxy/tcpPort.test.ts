@@ -53,7 +53,7 @@ test('round robin alternates across two backends', async (t) => {
   assert.equal(new Set([got[0], got[1]]).size, 2, `alternates: ${got.join(',')}`);
   assert.deepEqual(got.slice(2), got.slice(0, 2));
   await waitFor(() => proxy.counters().active === 0);
-  assert.deepEqual(proxy.counters(), { accepted: 4, active: 0, failed: 0, bytesIn: 0, bytesOut: 4, dialErrors: 0 });
+  assert.deepEqual(proxy.counters(), { accepted: 4, active: 0, failed: 0, bytesIn: 0, bytesOut: 4, dialErrors: 0, refused: 0, ejections: 0, idleClosed: 0 });
 });
 
 test('fails over from a refused backend: no client connection fails', async (t) => {
@@ -83,7 +83,7 @@ test('fails over from a black-holed backend after the connect timeout', async (t
   const second = await exchange(proxy.port);
   assert.equal(second.data, 'A');
   await waitFor(() => proxy.counters().active === 0);
-  assert.deepEqual({ ...proxy.counters(), bytesIn: 0 }, { accepted: 2, active: 0, failed: 0, bytesIn: 0, bytesOut: 2, dialErrors: 1 });
+  assert.deepEqual({ ...proxy.counters(), bytesIn: 0 }, { accepted: 2, active: 0, failed: 0, bytesIn: 0, bytesOut: 2, dialErrors: 1, refused: 0, ejections: 0, idleClosed: 0 });
 });
 
 test('no usable backend: the client is reset at once', async (t) => {

@@ -6,6 +6,8 @@ import { backendId } from '../model/types.ts';
 import type { Backend } from '../model/types.ts';
 import { usableBackends } from './backends.ts';
 import type { Balancer } from './balancer.ts';
+import { EjectionTracker } from './health.ts';
+import { ConnectionBudget, IntervalLog } from './limits.ts';
 import { RoundRobinBalancer } from './roundRobin.ts';
 
 /** Opens a (not yet connected) socket to a backend; injectable so tests can simulate black holes. */
@@ -13,7 +15,30 @@ export type ConnectFn = (backend: Backend) => net.Socket;
 
 export const defaultConnect: ConnectFn = (b) => net.connect({ host: b.ip, port: b.port, allowHalfOpen: true });
 
-export interface TcpProxyPortOptions {
+/** Failover, health, timeout and limit settings (config `proxy.*`); the same for every port. */
+export interface TcpProxyTuning {
+  /** Per-attempt dial timeout, default 2000 ms. */
+  connectTimeoutMs?: number;
+  /**
+   * Dial attempts per client connection, cycling through the candidates (so one endpoint is
+   * retried); default one attempt per candidate.
+   */
+  maxDialAttempts?: number;
+  /** Pause between two dial attempts, default 0. */
+  dialBackoffMs?: number;
+  /** Passive health: a failed endpoint is skipped this long, doubling; 0/unset (default) = off. */
+  ejectionTimeMs?: number;
+  /** Cap of the doubling, default 12 × ejectionTimeMs. */
+  maxEjectionTimeMs?: number;
+  /** Close a connection idle in both directions this long; 0 (default) = never. */
+  idleTimeoutMs?: number;
+  /** Close the connections of an endpoint removed by update() after this long; 0 (default) = never. */
+  removedEndpointGracePeriodMs?: number;
+  /** Concurrent connections on this port; beyond it new clients are reset. Default unlimited. */
+  maxConnections?: number;
+}
+
+export interface TcpProxyPortOptions extends TcpProxyTuning {
   /** For logs, e.g. "default/web:http/TCP". */
   id: string;
   logger: Logger;
@@ -21,8 +46,10 @@ export interface TcpProxyPortOptions {
   host?: string;
   /** 0 (default) lets the OS choose. */
   port?: number;
-  /** Per-attempt dial timeout, default 2000 ms. */
-  connectTimeoutMs?: number;
+  /** The limit over all ports: one budget shared by every port of a manager. */
+  connectionBudget?: ConnectionBudget;
+  /** Monotonic clock (ms) for ejections and log throttling; injectable for tests. */
+  now?: () => number;
   backends?: readonly Backend[];
   balancer?: Balancer;
   connect?: ConnectFn;
@@ -43,11 +70,19 @@ export interface TcpProxyCounters {
   bytesOut: number;
   /** Dial attempts that failed (refused, unreachable, timed out). */
   dialErrors: number;
+  /** Clients reset at once because the port's or the total connection limit was reached. */
+  refused: number;
+  /** Times an endpoint was ejected (passive health). */
+  ejections: number;
+  /** Connections closed by the idle timeout. */
+  idleClosed: number;
 }
 
 interface Connection {
   client: net.Socket;
   upstream?: net.Socket;
+  /** ip:port of the connected backend. */
+  backend?: string;
 }
 
 export class TcpProxyPort {
@@ -60,11 +95,31 @@ export class TcpProxyPort {
   #connect: ConnectFn;
   #server: net.Server;
   #conns = new Set<Connection>();
-  #counters: TcpProxyCounters = { accepted: 0, active: 0, failed: 0, bytesIn: 0, bytesOut: 0, dialErrors: 0 };
+  #counters: TcpProxyCounters = {
+    accepted: 0,
+    active: 0,
+    failed: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    dialErrors: 0,
+    refused: 0,
+    ejections: 0,
+    idleClosed: 0,
+  };
   #configured: readonly Backend[] = [];
   #warnIntervalMs: number;
   #lastWarnAt = -Infinity;
   #suppressedFailures = 0;
+  #maxDialAttempts: number | undefined;
+  #dialBackoffMs: number;
+  #health: EjectionTracker | undefined;
+  #idleTimeoutMs: number;
+  #graceMs: number;
+  /** One timer per removed endpoint (ip:port) whose connections are closed when it fires. */
+  #graceTimers = new Map<string, NodeJS.Timeout>();
+  #maxConnections: number;
+  #budget: ConnectionBudget | undefined;
+  #refusedLog: IntervalLog;
 
   constructor(opts: TcpProxyPortOptions) {
     this.id = opts.id;
@@ -75,6 +130,21 @@ export class TcpProxyPort {
     this.#balancer = opts.balancer ?? new RoundRobinBalancer();
     this.#connect = opts.connect ?? defaultConnect;
     this.#warnIntervalMs = opts.warnIntervalMs ?? 10_000;
+    this.#maxDialAttempts = opts.maxDialAttempts;
+    this.#dialBackoffMs = opts.dialBackoffMs ?? 0;
+    const ejectionMs = opts.ejectionTimeMs ?? 0;
+    if (ejectionMs > 0) {
+      this.#health = new EjectionTracker({
+        baseMs: ejectionMs,
+        maxMs: opts.maxEjectionTimeMs ?? 12 * ejectionMs,
+        ...(opts.now !== undefined && { now: opts.now }),
+      });
+    }
+    this.#idleTimeoutMs = opts.idleTimeoutMs ?? 0;
+    this.#graceMs = opts.removedEndpointGracePeriodMs ?? 0;
+    this.#maxConnections = opts.maxConnections ?? Infinity;
+    this.#budget = opts.connectionBudget;
+    this.#refusedLog = new IntervalLog(this.#warnIntervalMs, opts.now);
     this.update(opts.backends ?? []);
     // pauseOnConnect: nothing is read from the client until the upstream is connected, so
     // no data is lost and none is buffered beyond the kernel's socket buffers.
@@ -103,10 +173,33 @@ export class TcpProxyPort {
     return addr !== null && typeof addr === 'object' ? addr.port : 0;
   }
 
-  /** Applies a new backend list to future connections; open connections are untouched. */
+  /**
+   * Applies a new backend list to future connections. Open connections are untouched, except
+   * that with a grace period those of a removed endpoint are closed once it has passed.
+   */
   update(backends: readonly Backend[]): void {
+    const before = new Set(this.#configured.map(backendId));
     this.#configured = [...backends];
+    const now = new Set(this.#configured.map(backendId));
     this.#balancer.update(usableBackends(backends));
+    this.#health?.retain(this.#configured);
+    for (const [id, timer] of this.#graceTimers) {
+      if (!now.has(id)) continue;
+      clearTimeout(timer); // back before its grace period ended: its connections stay
+      this.#graceTimers.delete(id);
+    }
+    if (this.#graceMs <= 0) return;
+    for (const id of before) {
+      if (now.has(id) || this.#graceTimers.has(id)) continue;
+      const timer = setTimeout(() => this.#closeRemoved(id), this.#graceMs);
+      timer.unref();
+      this.#graceTimers.set(id, timer);
+    }
+  }
+
+  /** Endpoints currently ejected by passive health. */
+  ejectedCount(): number {
+    return this.#health?.ejectedCount() ?? 0;
   }
 
   /** The backends as last given, and the usable ones traffic goes to. */
@@ -147,13 +240,47 @@ export class TcpProxyPort {
 
   /** Resets every open connection (both sides). */
   destroyConnections(): void {
+    for (const timer of this.#graceTimers.values()) clearTimeout(timer);
+    this.#graceTimers.clear();
     for (const conn of this.#conns) {
       reset(conn.client);
       if (conn.upstream !== undefined) reset(conn.upstream);
     }
   }
 
+  #closeRemoved(id: string): void {
+    this.#graceTimers.delete(id);
+    let closed = 0;
+    for (const conn of this.#conns) {
+      if (conn.backend !== id) continue;
+      reset(conn.client);
+      if (conn.upstream !== undefined) reset(conn.upstream);
+      closed++;
+    }
+    if (closed > 0) this.#log.info({ proxyPort: this.id, backend: id, closed }, 'grace period over: closed connections of a removed endpoint');
+  }
+
+  /** Takes a slot under the port's and the total limit; false when either is full. */
+  #admit(): boolean {
+    let limit: 'port' | 'total' | undefined;
+    if (this.#counters.active >= this.#maxConnections) limit = 'port';
+    else if (this.#budget !== undefined && !this.#budget.tryAcquire()) limit = 'total';
+    if (limit === undefined) return true;
+    this.#counters.refused++;
+    const n = this.#refusedLog.record();
+    if (n !== undefined) {
+      const max = limit === 'port' ? this.#maxConnections : this.#budget?.max;
+      this.#log.warn({ proxyPort: this.id, limit, max, refused: n }, 'connection limit reached, new clients refused');
+    }
+    return false;
+  }
+
   #accept(client: net.Socket): void {
+    if (!this.#admit()) {
+      client.on('error', () => {});
+      reset(client);
+      return;
+    }
     this.#counters.accepted++;
     this.#counters.active++;
     const conn: Connection = { client };
@@ -164,16 +291,19 @@ export class TcpProxyPort {
       if (--open > 0) return;
       this.#conns.delete(conn);
       this.#counters.active--;
+      this.#budget?.release();
       this.#counters.bytesIn += client.bytesRead;
       this.#counters.bytesOut += conn.upstream?.bytesRead ?? 0;
     };
     client.once('close', closed);
-    void this.#dial(client).then((upstream) => {
-      if (upstream === undefined) {
+    void this.#dial(client).then((dialed) => {
+      if (dialed === undefined) {
         closed();
         return;
       }
+      const upstream = dialed.socket;
       conn.upstream = upstream;
+      conn.backend = backendId(dialed.backend);
       if (upstream.destroyed) {
         // Died between connect and now: its 'close' may already be past.
         reset(client);
@@ -186,11 +316,34 @@ export class TcpProxyPort {
         return;
       }
       splice(client, upstream);
+      if (this.#idleTimeoutMs > 0) this.#watchIdle(client, upstream);
     });
   }
 
-  /** Dials the candidates in turn; resolves the connected upstream, or undefined after resetting the client. */
-  async #dial(client: net.Socket): Promise<net.Socket | undefined> {
+  /**
+   * Closes both sides once neither has moved a byte for the idle timeout. Each socket's
+   * timer is refreshed by its reads and writes, and every byte is read on one side and
+   * written on the other, so either timer firing means both directions were idle.
+   */
+  #watchIdle(client: net.Socket, upstream: net.Socket): void {
+    const onIdle = () => {
+      if (client.destroyed && upstream.destroyed) return;
+      this.#counters.idleClosed++;
+      this.#log.debug({ proxyPort: this.id, idleMs: this.#idleTimeoutMs }, 'idle connection closed');
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.setTimeout(this.#idleTimeoutMs);
+      s.once('timeout', onIdle);
+    }
+  }
+
+  /**
+   * Dials the candidates in turn, at most maxDialAttempts times with the backoff in between;
+   * resolves the connected upstream, or undefined after resetting the client.
+   */
+  async #dial(client: net.Socket): Promise<{ socket: net.Socket; backend: Backend } | undefined> {
     const clientIp = client.remoteAddress ?? '';
     const candidates = this.#balancer.candidates(clientIp);
     if (candidates.length === 0) {
@@ -199,20 +352,31 @@ export class TcpProxyPort {
       reset(client);
       return undefined;
     }
-    for (const backend of candidates) {
+    // Healthy ones first in the balancer's order, then the ejected ones (see EjectionTracker.order).
+    const order = this.#health?.order(candidates) ?? candidates;
+    const attempts = this.#maxDialAttempts ?? order.length;
+    for (let i = 0; i < attempts; i++) {
+      if (i > 0 && this.#dialBackoffMs > 0) await sleep(this.#dialBackoffMs);
       if (client.destroyed) return undefined;
+      const backend = order[i % order.length]!;
       const result = await this.#dialOne(backend, client);
       if (result instanceof net.Socket) {
+        this.#health?.succeeded(backend);
         this.#balancer.dialSucceeded(clientIp, backend);
-        return result;
+        return { socket: result, backend };
       }
       if (client.destroyed) return undefined;
       this.#counters.dialErrors++;
       this.#balancer.dialFailed(clientIp, backend);
       this.#log.debug({ proxyPort: this.id, backend: backendId(backend), err: result }, 'backend dial failed');
+      const ejectedMs = this.#health?.failed(backend) ?? 0;
+      if (ejectedMs > 0) {
+        this.#counters.ejections++;
+        this.#log.info({ proxyPort: this.id, backend: backendId(backend), ejectedMs, err: result.message }, 'endpoint ejected after a failed dial');
+      }
     }
     this.#counters.failed++;
-    this.#warnAllFailed(candidates.length);
+    this.#warnAllFailed(attempts);
     reset(client);
     return undefined;
   }
@@ -290,6 +454,10 @@ function splice(client: net.Socket, upstream: net.Socket): void {
     });
     a.pipe(b);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Closes with a TCP RST, so the peer sees ECONNRESET at once instead of a clean EOF. */

@@ -1,5 +1,5 @@
 // What the agent asks of the proxy: a listener per proxied service port, forwarding to backends.
-import type { Backend, Protocol } from '../model/types.ts';
+import type { Backend, LoadBalancerPolicy, Protocol } from '../model/types.ts';
 
 export interface ProxyPortSpec {
   /** Stable identity: "<portName>/<protocol>", e.g. "default/web:http/TCP". */
@@ -9,6 +9,10 @@ export interface ProxyPortSpec {
   protocol: Protocol;
   /** Candidate backends; the proxy picks among the usable ones (ready, else serving). */
   backends: Backend[];
+  /** How to choose among the usable backends; round robin when absent. */
+  policy?: LoadBalancerPolicy;
+  /** Set for sessionAffinity ClientIP: a client sticks to its backend this long after its last connection. */
+  sessionAffinitySeconds?: number;
 }
 
 export interface ProxyPortStatus {
@@ -17,4 +21,4 @@ export interface ProxyPortStatus {
 }
 
 /** Protocols the proxy has listeners for; ports of other protocols stay with kube-proxy. */
-export const PROXIED_PROTOCOLS: ReadonlySet<Protocol> = new Set<Protocol>(['TCP']);
+export const PROXIED_PROTOCOLS: ReadonlySet<Protocol> = new Set<Protocol>(['TCP', 'UDP']);

@@ -1,6 +1,6 @@
 // The one store of services and endpoint slices. Sources write into it; the agent reads
 // immutable snapshots and is told (coalesced by the sync loop) that something changed.
-import type { EndpointSlice, Service, ServiceKey } from '../model/types.ts';
+import type { DestinationRule, EndpointSlice, Service, ServiceKey } from '../model/types.ts';
 import { serviceKey } from '../model/types.ts';
 import type { StateSink } from './types.ts';
 
@@ -8,6 +8,8 @@ export interface StateSnapshot {
   services: ReadonlyMap<ServiceKey, Service>;
   /** Slices grouped by the Service they belong to ("namespace/serviceName"). */
   slicesByService: ReadonlyMap<ServiceKey, readonly EndpointSlice[]>;
+  /** Istio DestinationRules by "namespace/name" (the rule's own identity, not its host). */
+  destinationRules: ReadonlyMap<string, DestinationRule>;
 }
 
 export type ChangeListener = () => void;
@@ -16,6 +18,7 @@ export class StateStore implements StateSink {
   #services = new Map<ServiceKey, Service>();
   /** Keyed by "namespace/sliceName". */
   #slices = new Map<string, EndpointSlice>();
+  #destinationRules = new Map<string, DestinationRule>();
   #listeners = new Set<ChangeListener>();
 
   onChange(listener: ChangeListener): () => void {
@@ -41,6 +44,15 @@ export class StateStore implements StateSink {
     if (this.#slices.delete(`${namespace}/${name}`)) this.#emit();
   }
 
+  upsertDestinationRule(rule: DestinationRule): void {
+    this.#destinationRules.set(`${rule.namespace}/${rule.name}`, rule);
+    this.#emit();
+  }
+
+  deleteDestinationRule(namespace: string, name: string): void {
+    if (this.#destinationRules.delete(`${namespace}/${name}`)) this.#emit();
+  }
+
   snapshot(): StateSnapshot {
     const slicesByService = new Map<ServiceKey, EndpointSlice[]>();
     for (const slice of this.#slices.values()) {
@@ -49,7 +61,7 @@ export class StateStore implements StateSink {
       if (list) list.push(slice);
       else slicesByService.set(key, [slice]);
     }
-    return { services: new Map(this.#services), slicesByService };
+    return { services: new Map(this.#services), slicesByService, destinationRules: new Map(this.#destinationRules) };
   }
 
   #emit(): void {

@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client), on a registry of our own. Proxy counters are read from the
 // proxy at scrape time, so the hot path only bumps plain numbers.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ProxyPortStats } from '../proxy/manager.ts';
+import type { ProxyPortStats, TcpPortStats, UdpPortStats } from '../proxy/manager.ts';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -15,10 +15,21 @@ export interface AgentMetrics {
 export function createMetrics(proxyStats: () => readonly ProxyPortStats[]): AgentMetrics {
   const registry = new Registry();
   const labelNames = ['service_port', 'protocol'] as const;
-  const perPort = (name: string, help: string, pick: (s: ProxyPortStats) => number, kind: 'counter' | 'gauge') => {
+  const isTcp = (s: ProxyPortStats): s is TcpPortStats => s.protocol === 'TCP';
+  const isUdp = (s: ProxyPortStats): s is UdpPortStats => s.protocol === 'UDP';
+  const anyPort = (_s: ProxyPortStats): _s is ProxyPortStats => true;
+  /** One sample per port that `only` admits: TCP ports unless told otherwise, so TCP counters type-check. */
+  const perPort = <S extends ProxyPortStats = TcpPortStats>(
+    name: string,
+    help: string,
+    pick: (s: S) => number,
+    kind: 'counter' | 'gauge',
+    only: (s: ProxyPortStats) => s is S = isTcp as (s: ProxyPortStats) => s is S,
+  ) => {
     const collect = function (this: Counter | Gauge) {
       this.reset();
       for (const s of proxyStats()) {
+        if (!only(s)) continue;
         const labels = { service_port: s.portName, protocol: s.protocol };
         if (this instanceof Counter) this.inc(labels, pick(s));
         else this.set(labels, pick(s));
@@ -31,9 +42,51 @@ export function createMetrics(proxyStats: () => readonly ProxyPortStats[]): Agen
   perPort('edgeproxy_connections_active', 'Open proxied connections per service port.', (s) => s.counters.active, 'gauge');
   perPort('edgeproxy_connections_failed_total', 'Client connections refused: no usable backend or every dial failed.', (s) => s.counters.failed, 'counter');
   perPort('edgeproxy_dial_errors_total', 'Backend dial attempts that failed.', (s) => s.counters.dialErrors, 'counter');
-  perPort('edgeproxy_bytes_in_total', 'Bytes received from clients.', (s) => s.counters.bytesIn, 'counter');
-  perPort('edgeproxy_bytes_out_total', 'Bytes received from backends and sent to clients.', (s) => s.counters.bytesOut, 'counter');
-  perPort('edgeproxy_usable_backends', 'Backends traffic can go to (ready, else serving).', (s) => s.usableBackends.length, 'gauge');
+  perPort('edgeproxy_bytes_in_total', 'Bytes received from clients.', (s) => s.counters.bytesIn, 'counter', anyPort);
+  perPort('edgeproxy_bytes_out_total', 'Bytes received from backends and sent to clients.', (s) => s.counters.bytesOut, 'counter', anyPort);
+  perPort('edgeproxy_usable_backends', 'Backends traffic can go to (ready, else serving).', (s) => s.usableBackends.length, 'gauge', anyPort);
+  perPort('edgeproxy_endpoint_ejections_total', 'Endpoints ejected by passive health after a failed dial.', (s) => s.counters.ejections, 'counter');
+  perPort('edgeproxy_connections_idle_closed_total', 'Connections closed by proxy.tcpIdleTimeout.', (s) => s.counters.idleClosed, 'counter');
+  new Counter({
+    name: 'edgeproxy_connections_refused_total',
+    help: 'Clients reset on arrival, by reason (limit: proxy.maxConnectionsPerPort or proxy.maxConnections reached).',
+    labelNames: [...labelNames, 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of proxyStats()) if (isTcp(s)) this.inc({ service_port: s.portName, protocol: s.protocol, reason: 'limit' }, s.counters.refused);
+    },
+  });
+
+  // UDP flows (src/proxy/udpPort.ts); bytes are in edgeproxy_bytes_{in,out}_total with protocol="UDP".
+  perPort('edgeproxy_udp_flows_active', 'Open UDP flows (client address:port → endpoint, one socket each).', (s) => s.counters.flowsActive, 'gauge', isUdp);
+  perPort('edgeproxy_udp_flows_created_total', 'UDP flows opened.', (s) => s.counters.flowsCreated, 'counter', isUdp);
+  perPort('edgeproxy_udp_flows_expired_total', 'UDP flows closed after udp.idleTimeout without a datagram.', (s) => s.counters.flowsExpired, 'counter', isUdp);
+  perPort('edgeproxy_udp_flow_evictions_total', 'UDP flows evicted (least recently used) at udp.maxFlowsPerPort.', (s) => s.counters.evictions, 'counter', isUdp);
+  perPort('edgeproxy_udp_flows_rerouted_total', 'UDP flows closed because their endpoint was removed; the next datagram re-picks.', (s) => s.counters.flowsRerouted, 'counter', isUdp);
+  perPort('edgeproxy_udp_upstream_errors_total', 'UDP upstream socket errors (e.g. ICMP port unreachable); the flow is closed.', (s) => s.counters.upstreamErrors, 'counter', isUdp);
+  const udpByLabel = (name: string, help: string, label: string, values: Record<string, (s: UdpPortStats) => number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [...labelNames, label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of proxyStats()) {
+          if (!isUdp(s)) continue;
+          for (const [value, pick] of Object.entries(values)) this.inc({ service_port: s.portName, protocol: s.protocol, [label]: value }, pick(s));
+        }
+      },
+    });
+  udpByLabel('edgeproxy_udp_datagrams_total', 'UDP datagrams: in from clients, out from endpoints to clients.', 'direction', {
+    in: (s) => s.counters.datagramsIn,
+    out: (s) => s.counters.datagramsOut,
+  });
+  udpByLabel('edgeproxy_udp_datagrams_dropped_total', 'UDP datagrams dropped: no usable endpoint, or lost in the proxy (send failed, connect queue full).', 'reason', {
+    no_backend: (s) => s.counters.drops,
+    send_failed: (s) => s.counters.sendErrors,
+  });
 
   return {
     registry,
@@ -52,4 +105,52 @@ export function createMetrics(proxyStats: () => readonly ProxyPortStats[]): Agen
     }),
     lastSyncSuccess: new Gauge({ name: 'edgeproxy_last_sync_success_timestamp_seconds', help: 'Unix time of the last successful sync.', registers: [registry] }),
   };
+}
+
+/** What a watching source reports about itself (the Kubernetes source: one per resource). */
+export interface SourceStatus {
+  /** e.g. "kubernetes/services". */
+  source: string;
+  /** The initial list is in the store. */
+  synced: boolean;
+  /** The watch is down: the agent serves the last known state. */
+  stale: boolean;
+  staleSince?: number;
+  /** ms epoch of the last list, event or bookmark. */
+  lastEventAt?: number;
+  /** Watch restarts by reason (error, watchdog, expired, closed, resync). */
+  restarts: Record<string, number>;
+  lastError?: string;
+}
+
+/** edgeproxy_source_* gauges and counters, read from the sources at scrape time. */
+export function registerSourceMetrics(registry: Registry, statuses: () => readonly SourceStatus[], now: () => number = Date.now): void {
+  const gauge = (name: string, help: string, pick: (s: SourceStatus) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['source'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of statuses()) {
+          const v = pick(s);
+          if (v !== undefined) this.set({ source: s.source }, v);
+        }
+      },
+    });
+  gauge('edgeproxy_source_synced', '1 once the source\'s initial list is in the store.', (s) => (s.synced ? 1 : 0));
+  gauge('edgeproxy_source_stale', '1 while the source\'s watch is down and the last known state is served.', (s) => (s.stale ? 1 : 0));
+  gauge('edgeproxy_source_last_event_timestamp_seconds', 'Unix time of the last list, watch event or bookmark.', (s) => (s.lastEventAt === undefined ? undefined : s.lastEventAt / 1000));
+  gauge('edgeproxy_source_last_event_age_seconds', 'Seconds since the last list, watch event or bookmark.', (s) => (s.lastEventAt === undefined ? undefined : (now() - s.lastEventAt) / 1000));
+  new Counter({
+    name: 'edgeproxy_source_watch_restarts_total',
+    help: 'Watch restarts by reason: error (backoff, relist), watchdog, expired (410 Gone, relist), closed (stream ended, resumed), resync.',
+    labelNames: ['source', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of statuses()) for (const [reason, n] of Object.entries(s.restarts)) this.inc({ source: s.source, reason }, n);
+    },
+  });
 }

@@ -7,6 +7,7 @@ import { StateStore } from '../../state/store.ts';
 import { computeDesired, desiredRules, type Desired } from '../../agent/desired.ts';
 import { renderRules } from '../../rules/render.ts';
 import { backendId } from '../../model/types.ts';
+import { policyLabel } from '../../proxy/balancers/index.ts';
 
 /** Listener ports are picked by the kernel when the agent starts; the plan numbers them from here. */
 const ILLUSTRATIVE_FIRST_PORT = 40000;
@@ -17,6 +18,7 @@ export async function planCommand(opts: { manifests?: string; config?: string },
   const store = new StateStore();
   for (const svc of loaded.services) store.upsertService(svc);
   for (const slice of loaded.slices) store.upsertSlice(slice);
+  for (const rule of loaded.destinationRules) store.upsertDestinationRule(rule);
   const desired = computeDesired(store.snapshot(), config);
 
   for (const err of loaded.errors) out.write(`error: ${formatManifestError(err)}\n`);
@@ -34,19 +36,27 @@ export async function planCommand(opts: { manifests?: string; config?: string },
 }
 
 export function serviceTable(desired: Desired): string {
-  const rows: string[][] = [['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS', 'HANDLED BY', 'REASON']];
+  const rows: string[][] = [['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS', 'HANDLED BY', 'POLICY', 'REASON']];
   for (const plan of desired.services) {
     const svc = plan.service;
     // A starred port belongs to a proxied service but stays with kube-proxy; the reason says why.
     const ports = plan.ports.map((p) => `${p.port.port}/${p.port.protocol}${p.skipped ? '*' : ''}`).join(',') || '-';
     const endpoints = [...new Set(plan.ports.flatMap((p) => p.backends.filter((b) => b.ready || b.serving).map(backendId)))];
-    const notes = plan.ports.flatMap((p) => (p.skipped ? [`${p.portName}: ${p.skipped}`] : []));
+    const notes = plan.ports.flatMap((p) => [
+      ...(p.skipped ? [`${p.portName}: ${p.skipped}`] : []),
+      ...(p.trafficPolicyNote ? [`${p.portName}: ${p.trafficPolicyNote}`] : []),
+      ...(p.balancing?.note ? [`${p.portName}: ${p.balancing.note}`] : []),
+    ]);
+    // One label per distinct policy of the proxied ports ("hash", "affinity 10800s"), with a
+    // DestinationRule named when it chose; the full source is in the logs.
+    const policies = [...new Set(plan.ports.flatMap((p) => (p.spec && p.balancing ? [policyLabel(p.spec) + (p.balancing.source.startsWith('DestinationRule') ? ' (DR)' : '')] : [])))];
     rows.push([
       plan.key,
       svc.clusterIP ?? '-',
       ports,
       endpoints.length > 3 ? `${endpoints.slice(0, 3).join(',')} +${endpoints.length - 3}` : endpoints.join(',') || '<none>',
       plan.decision.proxied ? 'edgeproxy' : 'kube-proxy',
+      policies.join(',') || '-',
       [plan.decision.reason, ...notes].join('; '),
     ]);
   }

@@ -4,10 +4,12 @@ import type { Server } from 'node:http';
 import { loadConfig, ConfigError } from '../../config/load.ts';
 import type { Config } from '../../config/schema.ts';
 import { createLogger } from '../../telemetry/logger.ts';
-import { createMetrics } from '../../telemetry/metrics.ts';
+import { createMetrics, registerSourceMetrics } from '../../telemetry/metrics.ts';
 import { startTelemetryServer } from '../../telemetry/server.ts';
 import { StateStore } from '../../state/store.ts';
 import { ManifestDirectorySource } from '../../sources/manifests/directory.ts';
+import { KubernetesSource } from '../../sources/kubernetes/source.ts';
+import { loadKubeConfig, pickKubeconfig } from '../../sources/kubernetes/kubeconfig.ts';
 import { ProxyManager } from '../../proxy/manager.ts';
 import { Iptables } from '../../netfilter/iptables.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
@@ -17,6 +19,36 @@ export interface RunOptions {
   manifests?: string;
   config?: string;
   logLevel?: string;
+  kubeconfig?: string;
+}
+
+export interface RunConfig extends Config {
+  manifests?: string;
+  /** Set when the Kubernetes API source is on; kubeconfig undefined = in-cluster service account. */
+  kubernetesSource?: { kubeconfig: string | undefined };
+  /** EdgeMesh keys that were ignored, to log once the logger exists. */
+  warnings: string[];
+}
+
+/**
+ * Which sources `run` uses: the manifest directory (--manifests or "manifests"), the Kubernetes API
+ * (--kubeconfig, or kubernetes.enabled with kubernetes.kubeconfig, then $KUBECONFIG, then in-cluster),
+ * or both. env is passed in: nothing reads the environment at import time.
+ */
+export async function resolveRunConfig(opts: { manifests?: string; config?: string; kubeconfig?: string }, env: NodeJS.ProcessEnv): Promise<RunConfig> {
+  const warnings: string[] = [];
+  const config = await loadConfig(opts.config, warnings);
+  const manifests = opts.manifests ?? config.manifests;
+  const kubernetesOn = opts.kubeconfig !== undefined || config.kubernetes.enabled;
+  if (!manifests && !kubernetesOn) {
+    throw new ConfigError('no service source: pass --manifests DIR and/or --kubeconfig FILE, or set "manifests" or "kubernetes.enabled" in the config file');
+  }
+  return {
+    ...config,
+    ...(manifests ? { manifests } : {}),
+    ...(kubernetesOn ? { kubernetesSource: { kubeconfig: pickKubeconfig(opts.kubeconfig, config.kubernetes.kubeconfig, env['KUBECONFIG']) } } : {}),
+    warnings,
+  };
 }
 
 export async function resolveConfig(opts: { manifests?: string; config?: string }): Promise<Config & { manifests: string }> {
@@ -27,14 +59,47 @@ export async function resolveConfig(opts: { manifests?: string; config?: string 
 }
 
 export async function runCommand(opts: RunOptions): Promise<number> {
-  const config = await resolveConfig(opts);
+  const config = await resolveRunConfig(opts, process.env);
   const logger = createLogger(opts.logLevel ?? config.log.level);
+  for (const warning of config.warnings) logger.warn(warning);
   const store = new StateStore();
-  const source = new ManifestDirectorySource({ dir: config.manifests, sink: store, logger });
-  const proxy = new ProxyManager({ logger, host: config.proxy.bindAddress, connectTimeoutMs: config.proxy.connectTimeout });
+  const manifestSource = config.manifests ? new ManifestDirectorySource({ dir: config.manifests, sink: store, logger }) : undefined;
+  const kubernetesSource = config.kubernetesSource
+    ? new KubernetesSource({
+        kubeConfig: loadKubeConfig(config.kubernetesSource.kubeconfig),
+        sink: store,
+        logger,
+        watchTimeoutMs: config.kubernetes.watchTimeout,
+        watchdogMs: config.kubernetes.watchdog,
+        resyncPeriodMs: config.kubernetes.resyncPeriod,
+      })
+    : undefined;
+  // Both feed one store; the first sync waits for every source's initial load.
+  const source = {
+    start: async () => void (await Promise.all([manifestSource?.start(), kubernetesSource?.start()])),
+    stop: async () => void (await Promise.all([manifestSource?.stop(), kubernetesSource?.stop()])),
+  };
+  const proxy = new ProxyManager({
+    logger,
+    host: config.proxy.bindAddress,
+    connectTimeoutMs: config.proxy.connectTimeout,
+    tcp: {
+      maxDialAttempts: config.proxy.maxDialAttempts,
+      dialBackoffMs: config.proxy.dialBackoff,
+      ejectionTimeMs: config.proxy.ejectionTime,
+      maxEjectionTimeMs: config.proxy.maxEjectionTime,
+      idleTimeoutMs: config.proxy.tcpIdleTimeout,
+      removedEndpointGracePeriodMs: config.proxy.removedEndpointGracePeriod,
+      maxConnections: config.proxy.maxConnectionsPerPort,
+    },
+    maxConnections: config.proxy.maxConnections,
+    udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
+  });
   const iptables = new Iptables({ runner: spawnRunner });
   const metrics = createMetrics(() => proxy.stats());
-  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start() });
+  const sourceStatus = () => kubernetesSource?.status() ?? [];
+  registerSourceMetrics(metrics.registry, sourceStatus);
+  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start(), sourceStatus });
 
   let server: Server | undefined;
   let stopping: Promise<void> | undefined;
@@ -65,7 +130,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     process.on('SIGINT', () => finish('SIGINT'));
   });
 
-  logger.info({ manifests: config.manifests, layout: config.layout, serviceFilterMode: config.serviceFilterMode }, 'edgeproxy starting');
+  logger.info({ manifests: config.manifests, kubernetes: config.kubernetesSource ? (config.kubernetesSource.kubeconfig ?? 'in-cluster') : false, layout: config.layout, serviceFilterMode: config.serviceFilterMode }, 'edgeproxy starting');
   if (config.metricsBindAddress) {
     const sep = config.metricsBindAddress.lastIndexOf(':');
     server = await startTelemetryServer({

@@ -1,11 +1,12 @@
 // Sending only what changed: compares the new view with what the sink last received.
 import { isDeepStrictEqual } from 'node:util';
-import type { EndpointSlice, Service } from '../../model/types.ts';
+import type { DestinationRule, EndpointSlice, Service } from '../../model/types.ts';
 import type { StateSink } from '../../state/types.ts';
 
 export interface SentObjects {
   services: ReadonlyMap<string, Service>;
   slices: ReadonlyMap<string, EndpointSlice>;
+  destinationRules: ReadonlyMap<string, DestinationRule>;
 }
 
 /** Calls the sink for every added, changed or removed object; returns the number of calls. */
@@ -22,6 +23,18 @@ export function sendChanges(sink: StateSink, before: SentObjects, after: SentObj
   for (const [key, slice] of after.slices) {
     if (!isDeepStrictEqual(before.slices.get(key), slice)) {
       sink.upsertSlice(slice);
+      calls++;
+    }
+  }
+  for (const [key, rule] of after.destinationRules) {
+    if (!isDeepStrictEqual(before.destinationRules.get(key), rule)) {
+      sink.upsertDestinationRule(rule);
+      calls++;
+    }
+  }
+  for (const [key, rule] of before.destinationRules) {
+    if (!after.destinationRules.has(key)) {
+      sink.deleteDestinationRule(rule.namespace, rule.name);
       calls++;
     }
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { pino, type Logger } from 'pino';
-import type { EndpointSlice, Service } from '../../model/types.ts';
+import type { DestinationRule, EndpointSlice, Service } from '../../model/types.ts';
 import type { StateSink } from '../../state/types.ts';
 import { ManifestDirectorySource } from './directory.ts';
 import { formatManifestError } from './errors.ts';
@@ -30,6 +30,15 @@ class RecordingSink implements StateSink {
   deleteSlice(namespace: string, name: string): void {
     this.calls.push(`deleteSlice ${namespace}/${name}`);
     this.slices.delete(`${namespace}/${name}`);
+  }
+  destinationRules = new Map<string, DestinationRule>();
+  upsertDestinationRule(rule: DestinationRule): void {
+    this.calls.push(`upsertDestinationRule ${rule.namespace}/${rule.name}`);
+    this.destinationRules.set(`${rule.namespace}/${rule.name}`, rule);
+  }
+  deleteDestinationRule(namespace: string, name: string): void {
+    this.calls.push(`deleteDestinationRule ${namespace}/${name}`);
+    this.destinationRules.delete(`${namespace}/${name}`);
   }
   take(): string[] {
     const c = this.calls;

@@ -2,7 +2,7 @@
 // directory triggers a debounced full rescan, and only objects that differ are sent.
 import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
-import type { EndpointSlice, Service } from '../../model/types.ts';
+import type { DestinationRule, EndpointSlice, Service } from '../../model/types.ts';
 import type { StateSink } from '../../state/types.ts';
 import { sendChanges } from './diff.ts';
 import { formatManifestError, type ManifestError } from './errors.ts';
@@ -32,7 +32,11 @@ export class ManifestDirectorySource {
   readonly #settleMs: number;
   readonly #scanner: ManifestScanner;
 
-  #sent: { services: Map<string, Service>; slices: Map<string, EndpointSlice> } = { services: new Map(), slices: new Map() };
+  #sent: { services: Map<string, Service>; slices: Map<string, EndpointSlice>; destinationRules: Map<string, DestinationRule> } = {
+    services: new Map(),
+    slices: new Map(),
+    destinationRules: new Map(),
+  };
   #errors: ManifestError[] = [];
   #loggedErrors = new Set<string>();
   #filesWithErrors = new Set<string>();
@@ -154,7 +158,7 @@ export class ManifestDirectorySource {
       }, this.#settleMs + 10);
     }
     const changes = sendChanges(this.#sink, this.#sent, view);
-    this.#sent = { services: view.services, slices: view.slices };
+    this.#sent = { services: view.services, slices: view.slices, destinationRules: view.destinationRules };
     this.#errors = view.errors;
     this.#logErrorChanges(view);
     if (changes > 0) this.#log.debug({ dir: this.#dir, changes }, 'manifest changes applied');

@@ -2,7 +2,8 @@
 // (e.g. networking.istio.io DestinationRule) means adding a handler here and a ModelObject variant.
 import { isIP } from 'node:net';
 import type { z } from 'zod';
-import type { Endpoint, EndpointPort, EndpointSlice, Service } from '../../model/types.ts';
+import type { DestinationRule, Endpoint, EndpointPort, EndpointSlice, Service } from '../../model/types.ts';
+import { DESTINATION_RULE_API_VERSIONS, destinationRuleFromManifest, destinationRuleSchema } from './destinationRule.ts';
 import {
   endpointSliceSchema,
   endpointsSchema,
@@ -14,7 +15,10 @@ import {
 } from './schemas.ts';
 
 /** What one manifest object turns into. */
-export type ModelObject = { kind: 'Service'; value: Service } | { kind: 'EndpointSlice'; value: EndpointSlice };
+export type ModelObject =
+  | { kind: 'Service'; value: Service }
+  | { kind: 'EndpointSlice'; value: EndpointSlice }
+  | { kind: 'DestinationRule'; value: DestinationRule };
 
 export type ValidationResult = { ok: true; objects: ModelObject[] } | { ok: false; issues: z.core.$ZodIssue[] };
 
@@ -127,6 +131,9 @@ export const defaultKindHandlers: readonly KindHandler[] = [
   ]),
   defineKind('v1', 'Endpoints', endpointsSchema, (m) =>
     slicesFromEndpoints(m).map((value) => ({ kind: 'EndpointSlice' as const, value })),
+  ),
+  ...DESTINATION_RULE_API_VERSIONS.map((apiVersion) =>
+    defineKind(apiVersion, 'DestinationRule', destinationRuleSchema, (m) => [{ kind: 'DestinationRule', value: destinationRuleFromManifest(m) }]),
   ),
 ];
 

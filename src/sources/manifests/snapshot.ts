@@ -1,6 +1,6 @@
 // Turning per-file parse results into one consistent view: last-good carry-over for files that
 // broke, and first-wins resolution of objects defined twice.
-import type { EndpointSlice, Service } from '../../model/types.ts';
+import type { DestinationRule, EndpointSlice, Service } from '../../model/types.ts';
 import { serviceKey } from '../../model/types.ts';
 import { compareManifestErrors, type ManifestError } from './errors.ts';
 import type { ObjectIdentity, ParsedFile, ParsedObject } from './parse.ts';
@@ -15,6 +15,7 @@ export interface FileObjects {
 export interface MergedView {
   services: Map<string, Service>;
   slices: Map<string, EndpointSlice>;
+  destinationRules: Map<string, DestinationRule>;
   errors: ManifestError[];
 }
 
@@ -54,6 +55,7 @@ export function mergeFiles(files: readonly FileObjects[]): MergedView {
   const sorted = [...files].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
   const services = new Map<string, Service>();
   const slices = new Map<string, EndpointSlice>();
+  const destinationRules = new Map<string, DestinationRule>();
   const firstSeen = new Map<string, ParsedObject & { file: string }>();
   const errors: ManifestError[] = [];
   for (const f of sorted) {
@@ -75,8 +77,9 @@ export function mergeFiles(files: readonly FileObjects[]): MergedView {
       }
       firstSeen.set(typedKey, { ...o, file: f.file });
       if (o.object.kind === 'Service') services.set(key, o.object.value);
+      else if (o.object.kind === 'DestinationRule') destinationRules.set(key, o.object.value);
       else slices.set(key, o.object.value);
     }
   }
-  return { services, slices, errors: errors.sort(compareManifestErrors) };
+  return { services, slices, destinationRules, errors: errors.sort(compareManifestErrors) };
 }
