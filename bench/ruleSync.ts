@@ -1,0 +1,146 @@
+// Rule sync cost through the real netfilter layer (Iptables: iptables-save, plan, one
+// iptables-restore --noflush) in a namespace of its own that holds kube-proxy's table, against a
+// naive baseline that runs one `iptables` exec per rule.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { kubeProxyRulesFile } from '../test/support/cluster.ts';
+import { Iptables } from '../src/netfilter/iptables.ts';
+import { prefixedRunner, spawnRunner, type CommandRunner } from '../src/netfilter/runner.ts';
+import { renderRules } from '../src/rules/render.ts';
+import type { DesiredRules, ProxiedPortRule, RenderedRules } from '../src/rules/types.ts';
+import { jumpRuleSpec } from '../src/rules/syntax.ts';
+import { median, since } from './lib/stats.ts';
+
+export interface RuleSyncResult {
+  rules1k: number;
+  rules10k: number;
+  /** Render + iptables.sync of 1,000 / 10,000 services into a table without our chains (median of runs). */
+  full1kMs: number;
+  full10kMs: number;
+  /** One service's listen port changed, 10,000 in place: render + sync (median). */
+  incremental10kMs: number;
+  /** Nothing changed, 10,000 in place: the periodic resync (median). */
+  noop10kMs: number;
+  /** Naive: one iptables exec per rule. */
+  baseline: { rules: number; totalMs: number; perRuleMs: number }[];
+  /** Baseline per-rule cost (at 1,000 rules) × rule count, over the measured full sync. */
+  speedup1k: number;
+  speedup10k: number;
+}
+
+/** N proxied TCP service ports with distinct ClusterIPs (10.97.0.0/16). */
+export function desiredServices(n: number, listenBase = 20000): DesiredRules {
+  const proxied: ProxiedPortRule[] = [];
+  for (let i = 0; i < n; i++) {
+    proxied.push({
+      portName: `bench/svc-${i}:http`,
+      clusterIP: `10.97.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+      protocol: 'TCP',
+      port: 80,
+      listenPort: listenBase + i,
+    });
+  }
+  return { layout: 'portals', family: 'ipv4', proxied, ignored: [] };
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return since(t0);
+}
+
+/** A shell script doing what a naive agent does: create chains, insert jumps, then one exec per rule. */
+export function naiveScript(rendered: RenderedRules, ruleCount: number): string {
+  const lines = ['set -e'];
+  for (const chain of rendered.chains) lines.push(`iptables -w -t nat -N ${chain}`);
+  for (const j of rendered.jumps) lines.push(`iptables -w -t nat -I ${j.chain} 1 ${jumpRuleSpec(j)}`);
+  for (const rule of rendered.rules.slice(0, ruleCount)) lines.push(`iptables -w -t nat ${rule}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function benchRuleSync(ns: string, tmpDir: string, log: (msg: string) => void): Promise<RuleSyncResult> {
+  const runner: CommandRunner = prefixedRunner(['ip', 'netns', 'exec', ns]);
+  const ipt = new Iptables({ runner });
+  const restore = await runner('iptables-restore', [], readFileSync(kubeProxyRulesFile, 'utf8'));
+  if (restore.code !== 0) throw new Error(`loading kube-proxy rules: ${restore.stderr}`);
+
+  const fullSync = async (n: number, runs: number): Promise<{ ms: number; rules: number }> => {
+    const times: number[] = [];
+    let rules = 0;
+    for (let i = 0; i < runs; i++) {
+      await ipt.cleanup();
+      times.push(
+        await timed(async () => {
+          const rendered = renderRules(desiredServices(n));
+          rules = rendered.rules.length;
+          await ipt.sync(rendered);
+        }),
+      );
+    }
+    return { ms: median(times), rules };
+  };
+
+  const full1k = await fullSync(1000, 5);
+  log(`  full sync 1k: ${full1k.ms.toFixed(1)} ms (${full1k.rules} rules)`);
+  const full10k = await fullSync(10_000, 3);
+  log(`  full sync 10k: ${full10k.ms.toFixed(1)} ms (${full10k.rules} rules)`);
+
+  // 10,000 in place now; change one service's listen port each time.
+  const incremental: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const desired = desiredServices(10_000);
+    desired.proxied[4321]!.listenPort = 40000 + i;
+    incremental.push(await timed(async () => ipt.sync(renderRules(desired))));
+  }
+  const noop: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const desired = desiredServices(10_000);
+    desired.proxied[4321]!.listenPort = 40004;
+    noop.push(await timed(async () => ipt.sync(renderRules(desired))));
+  }
+  log(`  incremental at 10k: ${median(incremental).toFixed(1)} ms, no-op resync ${median(noop).toFixed(1)} ms`);
+
+  const baseline: RuleSyncResult['baseline'] = [];
+  const rendered1k = renderRules(desiredServices(1000));
+  for (const count of [1000, 2000]) {
+    await ipt.cleanup();
+    const script = join(tmpDir, `naive-${count}.sh`);
+    await writeFile(script, naiveScript(rendered1k, count));
+    // One `ip netns exec` for the whole script: only the per-rule execs are counted.
+    const totalMs = await timed(async () => {
+      const r = await spawnRunner('ip', ['netns', 'exec', ns, 'sh', script]);
+      if (r.code !== 0) throw new Error(`naive per-rule apply failed: ${r.stderr.slice(-300)}`);
+    });
+    const rules = Math.min(count, rendered1k.rules.length);
+    baseline.push({ rules, totalMs, perRuleMs: totalMs / rules });
+    log(`  naive per-rule exec: ${rules} rules in ${totalMs.toFixed(0)} ms (${(totalMs / rules).toFixed(2)} ms/rule)`);
+  }
+  await ipt.cleanup();
+  const perRule = baseline[0]!.perRuleMs;
+  return {
+    rules1k: full1k.rules,
+    rules10k: full10k.rules,
+    full1kMs: full1k.ms,
+    full10kMs: full10k.ms,
+    incremental10kMs: median(incremental),
+    noop10kMs: median(noop),
+    baseline,
+    speedup1k: (perRule * full1k.rules) / full1k.ms,
+    speedup10k: (perRule * full10k.rules) / full10k.ms,
+  };
+}
+
+/** Creates the rule-sync namespace; the caller deletes it (deleteNamespaceSync is safe at exit). */
+export function addNamespaceSync(ns: string): void {
+  execFileSync('ip', ['netns', 'add', ns], { stdio: 'ignore' });
+}
+
+export function deleteNamespaceSync(ns: string): void {
+  try {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  } catch {
+    // already gone
+  }
+}
