@@ -52,6 +52,9 @@ test('DaemonSet: hostNetwork, NET_ADMIN + NET_RAW without privileged, probes, ed
   const arg = c['args'][c['args'].indexOf('--config') + 1];
   assert.equal(join(mount['mountPath'], 'config.yaml'), arg);
   assert.equal(pod['volumes'].find((v: Doc) => v['name'] === 'config')['configMap']['name'], cm['metadata']['name']);
+  // The node's name reaches the agent (internalTrafficPolicy: Local).
+  assert.equal(c['args'][c['args'].indexOf('--node-name') + 1], '$(NODE_NAME)');
+  assert.equal(c['env'].find((e: Doc) => e['name'] === 'NODE_NAME')['valueFrom']['fieldRef']['fieldPath'], 'spec.nodeName');
 });
 
 test('ConfigMap: the config validates with our schema and turns the API source on', async () => {

@@ -24,8 +24,9 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(manifestsOption())
     .addOption(new Option('-k, --kubeconfig <file>', 'read services from the Kubernetes API with this kubeconfig (turns the API source on; without it, kubernetes.enabled uses $KUBECONFIG or the pod service account)'))
     .addOption(configOption())
+    .addOption(new Option('--node-name <name>', 'this node\'s name, for internalTrafficPolicy: Local (overrides config nodeName; the DaemonSet passes spec.nodeName)'))
     .addOption(new Option('--log-level <level>', 'override config log.level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .action(async (opts: { manifests?: string; config?: string; logLevel?: string; kubeconfig?: string }) => {
+    .action(async (opts: { manifests?: string; config?: string; logLevel?: string; kubeconfig?: string; nodeName?: string }) => {
       exitCode = await runCommand(opts);
     });
 

@@ -20,6 +20,7 @@ export interface RunOptions {
   config?: string;
   logLevel?: string;
   kubeconfig?: string;
+  nodeName?: string;
 }
 
 export interface RunConfig extends Config {
@@ -35,7 +36,7 @@ export interface RunConfig extends Config {
  * (--kubeconfig, or kubernetes.enabled with kubernetes.kubeconfig, then $KUBECONFIG, then in-cluster),
  * or both. env is passed in: nothing reads the environment at import time.
  */
-export async function resolveRunConfig(opts: { manifests?: string; config?: string; kubeconfig?: string }, env: NodeJS.ProcessEnv): Promise<RunConfig> {
+export async function resolveRunConfig(opts: { manifests?: string; config?: string; kubeconfig?: string; nodeName?: string }, env: NodeJS.ProcessEnv): Promise<RunConfig> {
   const warnings: string[] = [];
   const config = await loadConfig(opts.config, warnings);
   const manifests = opts.manifests ?? config.manifests;
@@ -45,6 +46,7 @@ export async function resolveRunConfig(opts: { manifests?: string; config?: stri
   }
   return {
     ...config,
+    ...(opts.nodeName ? { nodeName: opts.nodeName } : {}),
     ...(manifests ? { manifests } : {}),
     ...(kubernetesOn ? { kubernetesSource: { kubeconfig: pickKubeconfig(opts.kubeconfig, config.kubernetes.kubeconfig, env['KUBECONFIG']) } } : {}),
     warnings,
