@@ -91,17 +91,28 @@ test('no backends: nothing is picked and nothing remembered', () => {
   assert.equal(bal.size(), 0);
 });
 
-test('memory is bounded: expired clients are swept on access and on update, the table never exceeds maxEntries', () => {
+test('memory is bounded: the table never exceeds maxEntries; expired clients are swept on access and on update', () => {
   const { bal, clock } = sticky(100, 1000);
-  for (let i = 0; i < 5000; i++) bal.pick(`10.1.${i >> 8}.${i & 255}`);
-  assert.equal(bal.size(), 1000, 'capped at maxEntries (least recently used forgotten)');
+  for (let i = 0; i < 5000; i++) {
+    bal.pick(`10.1.${i >> 8}.${i & 255}`);
+    assert.ok(bal.size() <= 1000, `size ${bal.size()} after ${i + 1} clients`);
+  }
+  const newest = '10.1.19.135'; // client 4999: the most recent one survives eviction
+  const stuck = bal.pick(newest);
   clock.advance(50);
-  bal.pick('1.1.1.1');
-  assert.equal(bal.size(), 1001 - 1, 'still capped');
-  clock.advance(60); // the 999 old clients expired, 1.1.1.1 has not
-  bal.update([A, B, C]);
+  assert.equal(bal.pick(newest), stuck, 'still sticky after eviction rounds');
+  clock.advance(60); // every other client expired; the newest was used 60 s ago
+  bal.update([A, B, C]); // the sync's update runs the sweep
   assert.equal(bal.size(), 1, 'the periodic update swept the expired ones');
   clock.advance(100);
   bal.update([A, B, C]);
   assert.equal(bal.size(), 0);
+});
+
+test('an expired client chooses anew on its next connection', () => {
+  const { bal, clock } = sticky(5);
+  assert.equal(id(bal.pick('1.1.1.1')), id(A));
+  clock.advance(5); // expired, and the sweep interval (min(timeout, 10 s)) has passed too
+  bal.pick('2.2.2.2'); // B
+  assert.equal(id(bal.pick('1.1.1.1')), id(C), 'chosen anew by round robin');
 });

@@ -3,10 +3,12 @@
 // for clients without a live entry. Like kube-proxy's `recent` match, every new connection
 // refreshes the entry, so the timeout counts from the client's LAST connection.
 //
-// Memory is bounded without a timer per client: the table is a Map kept in last-use order
-// (refresh = delete + re-insert), so expired entries are always at its head and are dropped
-// from there on every access and on every update() (the agent updates each sync, which makes
-// that the periodic sweep); beyond maxEntries the least recently used client is forgotten.
+// Memory is bounded without a timer per client: an expired entry is ignored when looked up
+// (lazy), and a sweep over the table drops the expired ones at most every sweepIntervalMs,
+// run from pick/candidates/update (the agent updates every sync, so it runs even when no
+// client connects). Refreshing updates the entry in place: re-inserting it would leave Map
+// tombstones that make every walk from the head slow. At maxEntries, after a sweep, the
+// oldest eighth (by first use) is dropped in one pass.
 import { backendId } from '../model/types.ts';
 import type { Backend } from '../model/types.ts';
 import type { Balancer } from './balancer.ts';
@@ -14,6 +16,7 @@ import type { Balancer } from './balancer.ts';
 /** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds. */
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
 export const DEFAULT_AFFINITY_MAX_ENTRIES = 65536;
+const SWEEP_INTERVAL_MS = 10_000;
 
 export interface AffinityOptions {
   timeoutSeconds: number;
@@ -32,9 +35,10 @@ export class AffinityBalancer implements Balancer {
   #timeoutMs: number;
   #now: () => number;
   #maxEntries: number;
-  /** clientIp → entry, oldest last use first. */
+  /** clientIp → entry, in order of first use. */
   #table = new Map<string, Entry>();
   #byId = new Map<string, Backend>();
+  #nextSweepAt: number;
 
   constructor(inner: Balancer, opts: AffinityOptions) {
     this.#inner = inner;
@@ -42,6 +46,7 @@ export class AffinityBalancer implements Balancer {
     this.#now = opts.now ?? (() => performance.now());
     this.#maxEntries = opts.maxEntries ?? DEFAULT_AFFINITY_MAX_ENTRIES;
     this.#byId = new Map(inner.backends().map((b) => [backendId(b), b]));
+    this.#nextSweepAt = this.#now() + Math.min(this.#timeoutMs, SWEEP_INTERVAL_MS);
   }
 
   update(backends: readonly Backend[]): void {
@@ -49,7 +54,7 @@ export class AffinityBalancer implements Balancer {
     // Entries naming a backend that is gone stay until used or expired; #sticky drops them then,
     // so a client of a removed backend chooses anew on its very next connection.
     this.#byId = new Map(this.#inner.backends().map((b) => [backendId(b), b]));
-    this.#expire(this.#now());
+    this.#maybeSweep(this.#now());
   }
 
   pick(clientIp: string): Backend | undefined {
@@ -91,34 +96,51 @@ export class AffinityBalancer implements Balancer {
     return this.#inner.backends();
   }
 
-  /** Clients currently remembered (expired ones may linger until the next access). */
+  /** Clients currently remembered (expired ones may linger until the next sweep). */
   size(): number {
     return this.#table.size;
   }
 
   #sticky(clientIp: string, now: number): Backend | undefined {
-    this.#expire(now);
+    this.#maybeSweep(now);
     const entry = this.#table.get(clientIp);
     if (entry === undefined) return undefined;
-    const backend = this.#byId.get(entry.backend);
-    if (backend === undefined) this.#table.delete(clientIp); // its backend is gone: choose anew
+    const backend = now - entry.lastUsed < this.#timeoutMs ? this.#byId.get(entry.backend) : undefined;
+    // Expired, or its backend is gone: forget it and choose anew.
+    if (backend === undefined) this.#table.delete(clientIp);
     return backend;
   }
 
   #remember(clientIp: string, backend: Backend, now: number): void {
-    this.#table.delete(clientIp);
-    this.#table.set(clientIp, { backend: backendId(backend), lastUsed: now });
-    if (this.#table.size > this.#maxEntries) {
-      const oldest = this.#table.keys().next();
-      if (!oldest.done) this.#table.delete(oldest.value);
+    const id = backendId(backend);
+    const entry = this.#table.get(clientIp);
+    if (entry !== undefined) {
+      entry.backend = id;
+      entry.lastUsed = now;
+      return;
     }
+    if (this.#table.size >= this.#maxEntries) this.#makeRoom(now);
+    this.#table.set(clientIp, { backend: id, lastUsed: now });
   }
 
-  /** Drops expired entries from the head of the table (oldest last use first). */
-  #expire(now: number): void {
-    for (const [ip, entry] of this.#table) {
-      if (now - entry.lastUsed < this.#timeoutMs) break;
+  #maybeSweep(now: number): void {
+    if (now < this.#nextSweepAt) return;
+    this.#nextSweepAt = now + Math.min(this.#timeoutMs, SWEEP_INTERVAL_MS);
+    this.#sweep(now);
+  }
+
+  #sweep(now: number): void {
+    for (const [ip, entry] of this.#table) if (now - entry.lastUsed >= this.#timeoutMs) this.#table.delete(ip);
+  }
+
+  /** Full table: drop the expired; if that is not enough, the oldest eighth by first use. */
+  #makeRoom(now: number): void {
+    this.#sweep(now);
+    if (this.#table.size < this.#maxEntries) return;
+    let drop = Math.max(1, this.#maxEntries >> 3);
+    for (const ip of this.#table.keys()) {
       this.#table.delete(ip);
+      if (--drop === 0) break;
     }
   }
 }

@@ -25,7 +25,7 @@ test('manager: policy from the spec, reconfigured on prepare without a new liste
 
   const [first] = await mgr.prepare([spec({})]);
   const port = first!.listenPort;
-  assert.deepEqual(await answers(port, 3), ['A', 'B', 'C'], 'round robin by default');
+  assert.equal(new Set(await answers(port, 3)).size, 3, 'round robin by default');
 
   // Every connection comes from 127.0.0.1: consistent hash and affinity keep it on one backend.
   for (const extra of [{ policy: 'CONSISTENT_HASH' as const }, { policy: 'ROUND_ROBIN' as const, sessionAffinitySeconds: 60 }]) {
