@@ -15,7 +15,8 @@ export function usableBackends(backends: readonly Backend[]): Backend[] {
   return dedupe(backends.filter((b) => b.serving));
 }
 
-function dedupe(backends: readonly Backend[]): Backend[] {
+/** Each ip:port once, first occurrence wins. */
+export function dedupe(backends: readonly Backend[]): Backend[] {
   const seen = new Set<string>();
   const out: Backend[] = [];
   for (const b of backends) {

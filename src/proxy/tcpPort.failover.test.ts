@@ -1,36 +1,20 @@
 // Failover bounds, passive health, connection limits, idle timeout and the removed-endpoint
 // grace period of TcpProxyPort, over loopback.
 import { test } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { backendId } from '../model/types.ts';
-import { TcpProxyPort, defaultConnect } from './tcpPort.ts';
-import type { ConnectFn, TcpProxyPortOptions } from './tcpPort.ts';
+import { defaultConnect } from './tcpPort.ts';
+import type { ConnectFn } from './tcpPort.ts';
 import { ConnectionBudget } from './limits.ts';
 import { ProxyManager } from './manager.ts';
-import { LOOPBACK, backend, closedPort, exchange, namedServer, openClient, prefixEchoServer, startServer, waitFor } from './testSupport.ts';
+import { LOOPBACK, backend, closedPort, exchange, namedServer, openClient, prefixEchoServer, servers, startProxy, startServer, waitFor } from './testSupport.ts';
 import type { TestServer } from './testSupport.ts';
 
 const silent = pino({ level: 'silent' });
 
-async function startProxy(t: TestContext, opts: Partial<TcpProxyPortOptions>): Promise<TcpProxyPort> {
-  const port = new TcpProxyPort({ id: 'test/svc:p/TCP', logger: silent, host: LOOPBACK, ...opts });
-  await port.listen();
-  t.after(async () => {
-    port.destroyConnections();
-    await port.close();
-  });
-  return port;
-}
-
-async function servers(t: TestContext, ...started: Promise<TestServer>[]): Promise<TestServer[]> {
-  const all = await Promise.all(started);
-  t.after(() => Promise.all(all.map((s) => s.close())));
-  return all;
-}
 
 /** Dials for real and records every attempt's backend id. */
 function recordingConnect(inner: ConnectFn = defaultConnect): { connect: ConnectFn; dials: string[]; count(b: Backend): number } {

@@ -1,12 +1,10 @@
 import { test } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort, defaultConnect } from './tcpPort.ts';
-import type { TcpProxyPortOptions } from './tcpPort.ts';
 import {
   LOOPBACK,
   backend,
@@ -15,10 +13,11 @@ import {
   namedServer,
   openClient,
   prefixEchoServer,
+  servers,
+  startProxy,
   startServer,
   waitFor,
 } from './testSupport.ts';
-import type { TestServer } from './testSupport.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -29,21 +28,6 @@ const BLACK_HOLE_PORT = 9;
 const blackHoleConnect = (b: Backend): net.Socket =>
   b.port === BLACK_HOLE_PORT ? new net.Socket({ allowHalfOpen: true }) : defaultConnect(b);
 
-async function startProxy(t: TestContext, opts: Partial<TcpProxyPortOptions>): Promise<TcpProxyPort> {
-  const port = new TcpProxyPort({ id: 'test/svc:p/TCP', logger: silent, host: LOOPBACK, ...opts });
-  await port.listen();
-  t.after(async () => {
-    port.destroyConnections();
-    await port.close();
-  });
-  return port;
-}
-
-async function servers(t: TestContext, ...started: Promise<TestServer>[]): Promise<TestServer[]> {
-  const all = await Promise.all(started);
-  t.after(() => Promise.all(all.map((s) => s.close())));
-  return all;
-}
 
 test('round robin alternates across two backends', async (t) => {
   const [a, b] = await servers(t, namedServer('A'), namedServer('B'));

@@ -1,6 +1,9 @@
 // Loopback TCP fixtures shared by the proxy tests (not used by production code).
 import net from 'node:net';
+import type { TestContext } from 'node:test';
+import { pino } from 'pino';
 import type { Backend } from '../model/types.ts';
+import { TcpProxyPort, type TcpProxyPortOptions } from './tcpPort.ts';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -108,4 +111,22 @@ export async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<vo
     if (performance.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A proxy port on loopback for one test; closed (and its connections destroyed) when the test ends. */
+export async function startProxy(t: TestContext, opts: Partial<TcpProxyPortOptions>): Promise<TcpProxyPort> {
+  const port = new TcpProxyPort({ id: 'test/svc:p/TCP', logger: pino({ level: 'silent' }), host: LOOPBACK, ...opts });
+  await port.listen();
+  t.after(async () => {
+    port.destroyConnections();
+    await port.close();
+  });
+  return port;
+}
+
+/** Waits for test servers to start and closes them when the test ends. */
+export async function servers(t: TestContext, ...started: Promise<TestServer>[]): Promise<TestServer[]> {
+  const all = await Promise.all(started);
+  t.after(() => Promise.all(all.map((s) => s.close())));
+  return all;
 }
