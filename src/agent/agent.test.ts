@@ -77,3 +77,29 @@ test('stop removes the rules, then closes the listeners', async () => {
   assert.equal(backend.cleanups, 1);
   assert.deepEqual(proxy.stats(), []);
 });
+
+test('UDP portals that appear or disappear have their conntrack entries forgotten, also at stop', async () => {
+  const logger = pino({ level: 'silent' });
+  const store = new StateStore();
+  const proxy = new ProxyManager({ logger, host: '127.0.0.1' });
+  const forgotten: string[] = [];
+  const conntrack = { forgetUdp: async (ip: string, port: number) => void forgotten.push(`${ip}:${port}`) };
+  const agent = new Agent({
+    config: parseConfig({}, 'test'), store, proxy, iptables: new FakeBackend(), logger, metrics: createMetrics(() => proxy.stats()), conntrack,
+  });
+  const udp = (name: string, ip: string) =>
+    makeService({ name, clusterIP: ip, ports: [{ name: 'dns', protocol: 'UDP', port: 53, targetPort: 53 }] });
+
+  store.upsertService(udp('dns-a', '10.96.0.53'));
+  store.upsertService(makeService({ name: 'web' })); // TCP: never touches conntrack
+  await agent.syncOnce();
+  assert.deepEqual(forgotten.splice(0), ['10.96.0.53:53']);
+  await agent.syncOnce();
+  assert.deepEqual(forgotten.splice(0), [], 'nothing changed, nothing forgotten');
+  store.upsertService(udp('dns-b', '10.96.0.54'));
+  store.deleteService('default', 'dns-a');
+  await agent.syncOnce();
+  assert.deepEqual(forgotten.splice(0).sort(), ['10.96.0.53:53', '10.96.0.54:53']);
+  await agent.stop();
+  assert.deepEqual(forgotten.splice(0), ['10.96.0.54:53']);
+});

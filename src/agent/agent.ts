@@ -25,6 +25,8 @@ export interface AgentDeps {
   sourcesReady?: () => Promise<void>;
   /** Watch state of the sources, for health details (a stale source never fails a probe). */
   sourceStatus?: () => readonly SourceStatus[];
+  /** Moves live UDP flows onto the current rules when a UDP portal appears or disappears. */
+  conntrack?: { forgetUdp(ip: string, port: number): Promise<void> };
 }
 
 export class Agent implements HealthSource {
@@ -36,6 +38,8 @@ export class Agent implements HealthSource {
   #lastSuccess = 0;
   #lastError: string | undefined;
   #syncedOnce = false;
+  /** "ip:port" of the UDP portals our rules currently REDIRECT. */
+  #udpPortals = new Set<string>();
 
   constructor(deps: AgentDeps) {
     this.#deps = deps;
@@ -74,8 +78,9 @@ export class Agent implements HealthSource {
     // Listeners first, so no rule ever points at a port nobody listens on.
     const listening = await proxy.prepare(desired.proxySpecs);
     const listenPorts = new Map(listening.map((s) => [s.id, s.listenPort]));
-    const rendered = renderRules(desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) }));
-    const result = await iptables.sync(rendered);
+    const rules = desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) });
+    const result = await iptables.sync(renderRules(rules));
+    await this.#moveUdpFlows(new Set(rules.proxied.filter((r) => r.protocol === 'UDP').map((r) => `${r.clusterIP}:${r.port}`)));
     for (const jump of result.installed) this.#log.info({ jump }, 'jump installed');
     for (const repair of result.repairs) {
       metrics.chainOrderRepairs.inc();
@@ -102,8 +107,20 @@ export class Agent implements HealthSource {
     try {
       await this.#deps.iptables.cleanup();
       this.#log.info('rules removed');
+      await this.#moveUdpFlows(new Set());
     } finally {
       await this.#deps.proxy.close();
+    }
+  }
+
+  /** Forgets conntrack entries of UDP portals that appeared or disappeared since the last sync. */
+  async #moveUdpFlows(current: Set<string>): Promise<void> {
+    const changed = [...current].filter((p) => !this.#udpPortals.has(p)).concat([...this.#udpPortals].filter((p) => !current.has(p)));
+    this.#udpPortals = current;
+    if (!this.#deps.conntrack) return;
+    for (const portal of changed) {
+      const sep = portal.lastIndexOf(':');
+      await this.#deps.conntrack.forgetUdp(portal.slice(0, sep), Number(portal.slice(sep + 1)));
     }
   }
 

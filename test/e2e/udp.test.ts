@@ -4,11 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCluster, nodeBin, repoRoot, requirePrivileges, type Cluster } from '../support/cluster.ts';
-import { copyExampleManifests, ourRules, portMetric, removeDir, startAgent, writeConfig, type RunningAgent } from '../support/agent.ts';
+import { nodeBin, repoRoot, type Cluster } from '../support/cluster.ts';
+import { ourRules, portMetric, setupAgentCluster, startAgent } from '../support/agent.ts';
+import { spawnSync } from 'node:child_process';
 
 const udpClientsScript = join(repoRoot, 'test', 'support', 'udpClients.ts');
 /** kube-proxy's chain for default/echo-udp:p in the fixture. */
@@ -96,21 +97,10 @@ async function streamClient(cluster: Cluster, ns: string, host: string, port: nu
 }
 
 async function setup(t: { after(fn: () => Promise<void>): void }, config: Record<string, unknown>) {
-  requirePrivileges();
-  const cluster = await createCluster();
-  const manifests = await copyExampleManifests();
-  await writeFile(join(manifests, 'dns-edge.yaml'), DNS_EDGE_MANIFEST);
-  const configFile = await writeConfig(config);
-  let agent: RunningAgent | undefined;
-  t.after(async () => {
-    await agent?.stop('SIGKILL');
-    await cluster.destroy();
-    await removeDir(manifests);
-    await removeDir(dirname(configFile));
-  });
-  await cluster.loadKubeProxyRules();
-  agent = await startAgent(cluster, { manifests, config: configFile });
-  return { cluster, manifests, agent };
+  const env = await setupAgentCluster(t, { config, start: false });
+  await writeFile(join(env.manifests, 'dns-edge.yaml'), DNS_EDGE_MANIFEST);
+  const agent = (env.agent = await startAgent(env.cluster, { manifests: env.manifests, config: env.configFile }));
+  return { cluster: env.cluster, manifests: env.manifests, agent };
 }
 
 test('UDP through the agent (portals layout): echo, DNS, many clients, endpoint removal', async (t) => {
@@ -227,3 +217,31 @@ test('UDP through the agent (edge-mesh layout): EDGE-MESH-UDP redirects echo-udp
   assert.equal(udpMetric(m, 'edgeproxy_udp_datagrams_total', DNS.portName, ['direction', 'out']), 1);
   assert.equal(await cluster.chainPackets(KP_ECHO_UDP), kubeProxy);
 });
+
+test('a UDP flow that never pauses moves to the agent when it starts and back to kube-proxy when it stops', async (t) => {
+  assert.ok(missingConntrack() === undefined, 'conntrack (package conntrack) is required for this test');
+  const env = await setupAgentCluster(t, { start: false });
+  const { cluster } = env;
+  const podA = cluster.pod('pod-a').ns;
+  // The client sends every 100 ms from one source port, so its conntrack entry never expires.
+  const client = await streamClient(cluster, podA, ECHO.ip, ECHO.port);
+  t.after(() => client.stop());
+  const viaKubeProxy = await cluster.chainPackets(KP_ECHO_UDP);
+  assert.ok(viaKubeProxy >= 1, 'the flow starts on kube-proxy');
+
+  const agent = (env.agent = await startAgent(cluster, { manifests: env.manifests, config: env.configFile }));
+  await eventually('the running flow goes through the agent', async () => {
+    const m = await agent.metrics();
+    return (m.get('edgeproxy_udp_flows_active{service_port="default/echo-udp:p",protocol="UDP"}') ?? 0) >= 1;
+  }, 3000);
+
+  const answered = client.answers.length;
+  assert.equal(await agent.stop('SIGTERM'), 0, agent.stderr());
+  env.agent = undefined;
+  await eventually('answers keep coming after the agent stopped (kube-proxy again)', async () => client.answers.length >= answered + 5, 3000);
+  assert.ok((await cluster.chainPackets(KP_ECHO_UDP)) > viaKubeProxy, "the flow is back on kube-proxy's chain");
+});
+
+function missingConntrack(): string | undefined {
+  return spawnSync('conntrack', ['--version']).error ? 'conntrack' : undefined;
+}

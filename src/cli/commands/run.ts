@@ -13,6 +13,7 @@ import { loadKubeConfig, pickKubeconfig } from '../../sources/kubernetes/kubecon
 import { ProxyManager } from '../../proxy/manager.ts';
 import { Iptables } from '../../netfilter/iptables.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
+import { Conntrack } from '../../netfilter/conntrack.ts';
 import { Agent } from '../../agent/agent.ts';
 
 export interface RunOptions {
@@ -97,11 +98,12 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     maxConnections: config.proxy.maxConnections,
     udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
   });
-  const iptables = new Iptables({ runner: spawnRunner });
+  const iptables = new Iptables({ runner: spawnRunner, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
   const metrics = createMetrics(() => proxy.stats());
   const sourceStatus = () => kubernetesSource?.status() ?? [];
   registerSourceMetrics(metrics.registry, sourceStatus);
-  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start(), sourceStatus });
+  const conntrack = new Conntrack({ runner: spawnRunner, logger });
+  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start(), sourceStatus, conntrack });
 
   let server: Server | undefined;
   let stopping: Promise<void> | undefined;
