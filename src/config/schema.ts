@@ -55,6 +55,8 @@ export const configSchema = z.strictObject({
       syncPeriod: duration('5s'),
       /** No two syncs closer than this; changes in between are coalesced. */
       minSyncPeriod: duration('1s'),
+      /** Whole-table read and plan at least this often; syncs in between are incremental. 0: every sync. */
+      fullSyncPeriod: duration('1m'),
     })
     .prefault({}),
   proxy: z

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { renderRules } from '../rules/render.ts';
-import type { DesiredRules } from '../rules/types.ts';
+import type { DesiredRules, RenderedRules } from '../rules/types.ts';
 import { Iptables } from './iptables.ts';
 import { checkJumpOrder } from './order.ts';
 import { prefixedRunner, spawnRunner } from './runner.ts';
@@ -38,7 +38,7 @@ interface Netns {
   run(cmd: string, args: string[], stdin?: string): Promise<string>;
 }
 
-async function netnsWithFixture(t: TestContext): Promise<Netns> {
+async function netnsWithFixture(t: TestContext, clock?: () => number): Promise<Netns> {
   assert.equal(process.getuid?.(), 0, 'these tests need root: they create a network namespace and run iptables in it');
   const name = `ep-nf-${randomBytes(4).toString('hex')}`;
   const added = await spawnRunner('ip', ['netns', 'add', name]).catch((err: Error) => {
@@ -56,7 +56,7 @@ async function netnsWithFixture(t: TestContext): Promise<Netns> {
   };
   await run('iptables-restore', [], fixture);
   const save = async () => (await run('iptables-save', ['-t', 'nat'])).split('\n').filter((l) => !l.startsWith('#')).join('\n');
-  return { ipt: new Iptables({ runner }), save, run };
+  return { ipt: new Iptables({ runner, ...(clock ? { now: clock } : {}) }), save, run };
 }
 
 /** The save text with every line about our chains removed: what kube-proxy owns. */
@@ -125,6 +125,8 @@ test('real iptables: KUBE-SERVICES moved in front of our jump is repaired by the
   assert.match(pre?.message ?? '', /^PREROUTING: KUBE-SERVICES \(position 1\) is before KUBE-PORTALS-CONTAINER \(position 2\)/);
 
   const repaired = await ns.ipt.sync(rendered);
+  // The periodic resync repairs the order without reading the whole table.
+  assert.deepEqual(ns.ipt.lastSyncMode, { mode: 'incremental' });
   assert.deepEqual(repaired, {
     repairs: ['PREROUTING: jump to KUBE-PORTALS-CONTAINER was behind KUBE-SERVICES (position 2, KUBE-SERVICES at 1); moved to position 1'],
     installed: [],
@@ -167,4 +169,126 @@ test('real iptables: a rejected payload changes nothing and reports the failing 
     /iptables-restore failed \(exit 2\): .*line 4: -A EDGE-MESH --bogus-option$/s,
   );
   assert.equal(await ns.save(), before);
+});
+
+/** Our rules of `chain` in the live table, sorted: the set the kernel holds. */
+function liveSet(saveText: string, chain: string): string[] {
+  return (parseNatSave(saveText).chains.get(chain)?.rules ?? []).slice().sort();
+}
+function renderedSet(rendered: RenderedRules, chain: string): string[] {
+  return rendered.rules.filter((l) => l.startsWith(`-A ${chain} `)).sort();
+}
+
+/** Many proxied ports, so that a rewrite would show: 10.96.2x.y. */
+function manyPorts(n: number): DesiredRules['proxied'] {
+  return Array.from({ length: n }, (_, i) => ({
+    portName: `load/svc-${i}:http`,
+    clusterIP: `10.96.${20 + Math.floor(i / 200)}.${(i % 200) + 1}`,
+    protocol: 'TCP' as const,
+    port: 8080,
+    listenPort: 41000 + i,
+  }));
+}
+
+test('real iptables: an incremental sync writes exactly the changed rules', async (t) => {
+  const ns = await netnsWithFixture(t);
+  const before = await ns.save();
+  const base = [...desired.proxied, ...manyPorts(300)];
+  const first = renderRules({ ...desired, proxied: base });
+  await ns.ipt.sync(first);
+  assert.equal(ns.ipt.lastSyncMode?.mode, 'full');
+
+  // Mark every rule we wrote with a counter; a rule that is rewritten comes back at [0:0].
+  const marked = (await ns.run('iptables-save', ['-c', '-t', 'nat']))
+    .split('\n')
+    .map((l) => (/^\[0:0\] -A (KUBE-PORTALS-CONTAINER|KUBE-PORTALS-HOST) /.test(l) ? l.replace('[0:0]', '[7:700]') : l))
+    .join('\n');
+  await ns.run('iptables-restore', ['-c'], marked);
+
+  // One service changes its listener, one goes, one comes.
+  const proxied = base.filter((p) => p.portName !== 'load/svc-7:http').map((p) => (p.portName === 'load/svc-3:http' ? { ...p, listenPort: 45003 } : p));
+  proxied.push({ portName: 'load/new:http', clusterIP: '10.96.99.1', protocol: 'TCP', port: 80, listenPort: 45100 });
+  const changed = renderRules({ ...desired, proxied });
+  const result = await ns.ipt.sync(changed);
+  assert.deepEqual(ns.ipt.lastSyncMode, { mode: 'incremental' });
+  assert.deepEqual(result, { repairs: [], installed: [], rulesWritten: 4 });
+
+  const counted = await ns.run('iptables-save', ['-c', '-t', 'nat']);
+  const fresh = counted.split('\n').filter((l) => /^\[0:0\] -A KUBE-PORTALS-/.test(l)).map((l) => l.replace('[0:0] ', '')).sort();
+  assert.deepEqual(fresh, changed.rules.filter((l) => /svc-3:http|load\/new:http/.test(l)).sort());
+  const after = await ns.save();
+  for (const chain of ['KUBE-PORTALS-CONTAINER', 'KUBE-PORTALS-HOST']) assert.deepEqual(liveSet(after, chain), renderedSet(changed, chain));
+  assert.equal(kubeProxyView(after), before);
+  assert.deepEqual(firstTargets(after, 'PREROUTING'), ['KUBE-PORTALS-CONTAINER', 'KUBE-SERVICES']);
+
+  // Nothing changed: no restore at all.
+  assert.deepEqual(await ns.ipt.sync(changed), { repairs: [], installed: [], rulesWritten: 0 });
+  assert.equal(await ns.save(), after);
+});
+
+test('real iptables: a rule deleted behind our back makes the next delta fail and fall back to a full sync', async (t) => {
+  const ns = await netnsWithFixture(t);
+  const rendered = renderRules(desired);
+  await ns.ipt.sync(rendered);
+  const gone = rendered.rules.find((l) => l.startsWith('-A KUBE-PORTALS-HOST -d 10.96.10.12/32'))!;
+  await ns.run('iptables-restore', ['--noflush'], `*nat\n-D${gone.slice(2)}\nCOMMIT\n`);
+
+  // The change of that very service needs `-D <its rule>`, which now fails.
+  const changed = renderRules({ ...desired, proxied: desired.proxied.map((p) => (p.clusterIP === '10.96.10.12' ? { ...p, listenPort: 45555 } : p)) });
+  await ns.ipt.sync(changed);
+  assert.equal(ns.ipt.lastSyncMode?.mode, 'full');
+  assert.match(ns.ipt.lastSyncMode?.reason ?? '', /^incremental update failed: iptables-restore failed/);
+  const healed = await ns.save();
+  for (const chain of ['KUBE-PORTALS-CONTAINER', 'KUBE-PORTALS-HOST']) assert.deepEqual(liveSet(healed, chain), renderedSet(changed, chain));
+  assert.deepEqual(await ns.ipt.sync(changed), { repairs: [], installed: [], rulesWritten: 0 });
+  assert.equal(ns.ipt.lastSyncMode?.mode, 'incremental');
+});
+
+test('real iptables: a flushed chain of ours heals at the next full sync; a flushed table at once', async (t) => {
+  let now = 1_000_000;
+  const ns = await netnsWithFixture(t, () => now);
+  const rendered = renderRules(desired);
+  await ns.ipt.sync(rendered);
+  const good = await ns.save();
+
+  await ns.run('iptables', ['-t', 'nat', '-F', 'KUBE-PORTALS-HOST']);
+  now += 30_000;
+  // Within the full-sync period nothing reads our chains: the flush is not seen yet.
+  assert.deepEqual(await ns.ipt.sync(rendered), { repairs: [], installed: [], rulesWritten: 0 });
+  assert.equal(ns.ipt.lastSyncMode?.mode, 'incremental');
+  now += 30_000;
+  const healed = await ns.ipt.sync(rendered);
+  assert.deepEqual(ns.ipt.lastSyncMode, { mode: 'full', reason: 'periodic' });
+  assert.equal(healed.rulesWritten, renderedSet(rendered, 'KUBE-PORTALS-HOST').length);
+  assert.equal(await ns.save(), good);
+
+  // Flushing the whole table takes our jumps too: the cheap read sees that and syncs in full.
+  await ns.run('iptables', ['-t', 'nat', '-F']);
+  await ns.ipt.sync(rendered);
+  assert.deepEqual(ns.ipt.lastSyncMode, { mode: 'full', reason: 'PREROUTING: jump to KUBE-PORTALS-CONTAINER is missing' });
+  const after = await ns.save();
+  for (const chain of ['KUBE-PORTALS-CONTAINER', 'KUBE-PORTALS-HOST']) assert.deepEqual(liveSet(after, chain), renderedSet(rendered, chain));
+  assert.deepEqual(firstTargets(after, 'OUTPUT'), ['KUBE-PORTALS-HOST']);
+});
+
+test('real iptables (edge-mesh): RETURNs stay before the protocol jumps through deltas', async (t) => {
+  const ns = await netnsWithFixture(t);
+  const before = await ns.save();
+  await ns.ipt.sync(renderRules({ ...desired, layout: 'edge-mesh' }));
+  const steps: DesiredRules[] = [
+    { ...desired, layout: 'edge-mesh', ignored: [...desired.ignored, { key: 'default/late', ips: ['10.96.0.77', '10.96.0.78'] }] },
+    // Another serviceCIDR replaces both protocol jumps; one RETURN goes, one comes.
+    { ...desired, layout: 'edge-mesh', serviceCIDR: '10.96.0.0/12', ignored: [...desired.ignored.slice(1), { key: 'default/later', ips: ['10.96.0.5'] }] },
+  ];
+  for (const step of steps) {
+    const rendered = renderRules(step);
+    await ns.ipt.sync(rendered);
+    assert.equal(ns.ipt.lastSyncMode?.mode, 'incremental');
+    const live = await ns.save();
+    for (const chain of rendered.chains) assert.deepEqual(liveSet(live, chain), renderedSet(rendered, chain));
+    const root = parseNatSave(live).chains.get('EDGE-MESH')!.rules;
+    const firstJump = root.findIndex((l) => !l.endsWith('-j RETURN'));
+    assert.equal(firstJump, root.length - 2, `RETURNs first, then the two protocol jumps:\n${root.join('\n')}`);
+    assert.equal(kubeProxyView(live), before);
+  }
 });

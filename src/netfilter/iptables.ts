@@ -1,19 +1,34 @@
-// The only place that runs iptables-save / iptables-restore. Reads the nat table, plans with
-// the pure planner, and writes one atomic `iptables-restore --noflush` transaction.
+// The only place that runs iptables commands. A full sync reads the whole nat table
+// (iptables-save) and plans against it; later syncs plan against the state the last successful
+// sync wrote and read only PREROUTING and OUTPUT (`iptables -S`, a few ms at any table size) to
+// check our jumps, so a change costs what changed and a no-op resync writes nothing. Every write
+// is one atomic `iptables-restore --noflush` transaction.
+import type { Logger } from 'pino';
 import type { RenderedRules } from '../rules/types.ts';
-import { planCleanup, planSync } from './plan.ts';
+import type { ChainRules } from './delta.ts';
+import { planCleanup, planIncremental, planSync, type SyncPlan } from './plan.ts';
 import { CommandNotFoundError, type CommandRunner } from './runner.ts';
-import { parseNatSave, type NatTable } from './save.ts';
+import { parseNatSave, parseRuleListing, type NatTable } from './save.ts';
 
 export interface IptablesBinaries {
   save: string;
   restore: string;
+  /** For the per-chain reads (`-S CHAIN`); defaults to `save` without its "-save" suffix. */
+  list?: string;
 }
 
 export interface IptablesOptions {
   runner: CommandRunner;
   /** Defaults to iptables-save / iptables-restore; ip6tables-save / ip6tables-restore for IPv6. */
   binaries?: IptablesBinaries;
+  /**
+   * A full sync (whole-table read) runs at least this often as a safety net, e.g. for one of our
+   * chains flushed behind our back; 0 makes every sync full. Default 60 s.
+   */
+  fullSyncPeriodMs?: number;
+  /** Clock for the full-sync period (tests pass their own). */
+  now?: () => number;
+  logger?: Logger;
 }
 
 export interface SyncResult {
@@ -24,10 +39,29 @@ export interface SyncResult {
   rulesWritten: number;
 }
 
+/** How the last sync ran, for logs, tests and the bench. */
+export interface SyncMode {
+  mode: 'full' | 'incremental';
+  /** Why a full sync ran: 'first sync', 'periodic', or what made the incremental plan unusable. */
+  reason?: string;
+}
+
+/** iptables-restore rejected a payload; nothing of it was applied (the restore is atomic). */
+export class RestoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RestoreError';
+  }
+}
+
 /** "line 3 failed" (rule errors) or "Error occurred at line: 3" (parse errors). */
 function failedLineNumber(stderr: string): number | undefined {
   const m = /line:? (\d+)/.exec(stderr);
   return m ? Number(m[1]) : undefined;
+}
+
+function countWrites(payload: string): number {
+  return payload.split('\n').filter((l) => l.startsWith('-A ') || l.startsWith('-I ')).length;
 }
 
 /**
@@ -39,13 +73,31 @@ export interface RuleBackend {
   cleanup(): Promise<boolean>;
 }
 
+export const DEFAULT_FULL_SYNC_PERIOD_MS = 60_000;
+
 export class Iptables implements RuleBackend {
   readonly #runner: CommandRunner;
-  readonly #binaries: IptablesBinaries;
+  readonly #binaries: Required<IptablesBinaries>;
+  readonly #fullSyncPeriodMs: number;
+  readonly #now: () => number;
+  readonly #log: Logger | undefined;
+  /** Our chains as the last successful sync left them; undefined when unknown (next sync is full). */
+  #written: ChainRules | undefined;
+  #lastFullSyncAt = 0;
+  #lastMode: SyncMode | undefined;
 
   constructor(options: IptablesOptions) {
     this.#runner = options.runner;
-    this.#binaries = options.binaries ?? { save: 'iptables-save', restore: 'iptables-restore' };
+    const binaries = options.binaries ?? { save: 'iptables-save', restore: 'iptables-restore' };
+    this.#binaries = { ...binaries, list: binaries.list ?? binaries.save.replace(/-save$/, '') };
+    this.#fullSyncPeriodMs = options.fullSyncPeriodMs ?? DEFAULT_FULL_SYNC_PERIOD_MS;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.logger;
+  }
+
+  /** How the last sync ran; undefined before the first. */
+  get lastSyncMode(): SyncMode | undefined {
+    return this.#lastMode;
   }
 
   async #run(binary: string, args: string[], stdin?: string) {
@@ -65,6 +117,22 @@ export class Iptables implements RuleBackend {
     return parseNatSave(stdout);
   }
 
+  /**
+   * Reads only the named nat chains (`iptables -S CHAIN`, in parallel). With nf_tables this
+   * fetches just those chains, so PREROUTING/OUTPUT cost a few ms however large our chains are.
+   */
+  async readChains(chains: string[]): Promise<NatTable> {
+    const listings = await Promise.all(
+      chains.map(async (chain) => {
+        const args = ['-w', '5', '-t', 'nat', '-S', chain];
+        const { code, stdout, stderr } = await this.#run(this.#binaries.list, args);
+        if (code !== 0) throw new Error(`${this.#binaries.list} ${args.join(' ')} failed (exit ${code}): ${stderr.trim()}`);
+        return stdout;
+      }),
+    );
+    return parseRuleListing(listings.join('\n'));
+  }
+
   /** Applies a nat-table payload (body lines, no "*nat"/"COMMIT") atomically, leaving other rules alone. */
   async restoreNat(payload: string): Promise<void> {
     const input = `*nat\n${payload}${payload.endsWith('\n') || payload === '' ? '' : '\n'}COMMIT\n`;
@@ -74,20 +142,73 @@ export class Iptables implements RuleBackend {
     const lineNo = failedLineNumber(stderr);
     const lineText = lineNo === undefined ? undefined : input.split('\n')[lineNo - 1];
     const where = lineText === undefined ? '' : `; line ${lineNo}: ${lineText}`;
-    throw new Error(`${this.#binaries.restore} failed (exit ${code}): ${stderr.trim()}${where}`);
+    throw new RestoreError(`${this.#binaries.restore} failed (exit ${code}): ${stderr.trim()}${where}`);
   }
 
-  /** Makes our chains hold exactly `rendered` with our jumps first; restores nothing when already so. */
+  #fullSyncReason(): string | undefined {
+    if (this.#written === undefined) return 'first sync';
+    if (this.#fullSyncPeriodMs <= 0) return 'fullSyncPeriod is 0';
+    if (this.#now() - this.#lastFullSyncAt >= this.#fullSyncPeriodMs) return 'periodic';
+    return undefined;
+  }
+
+  async #apply(plan: SyncPlan, mode: SyncMode): Promise<SyncResult> {
+    if (plan.payload !== '') await this.restoreNat(plan.payload);
+    this.#written = plan.chains;
+    this.#lastMode = mode;
+    return { repairs: plan.repairs, installed: plan.installed, rulesWritten: countWrites(plan.payload) };
+  }
+
+  /**
+   * Makes our chains hold exactly `rendered` (as a set; EDGE-MESH's RETURNs first) with our jumps
+   * first; restores nothing when already so. Incremental when the last written state is known
+   * and the full-sync period has not run out; a failed incremental write (say a rule we meant to
+   * delete was deleted behind our back) falls back to a full sync within the same call.
+   */
   async sync(rendered: RenderedRules): Promise<SyncResult> {
-    const { payload, repairs, installed } = planSync(rendered, await this.readNat());
-    if (payload === '') return { repairs, installed, rulesWritten: 0 };
-    await this.restoreNat(payload);
-    const rulesWritten = payload.split('\n').filter((l) => l.startsWith('-A ') || l.startsWith('-I ')).length;
-    return { repairs, installed, rulesWritten };
+    let reason = this.#fullSyncReason();
+    const written = this.#written;
+    if (reason === undefined && written !== undefined) {
+      const builtins = await this.readChains([...new Set(rendered.jumps.map((j) => j.chain))]);
+      const plan = planIncremental(rendered, written, builtins);
+      if ('fullSyncNeeded' in plan) {
+        reason = plan.fullSyncNeeded;
+      } else {
+        try {
+          return await this.#apply(plan, { mode: 'incremental' });
+        } catch (err) {
+          if (!(err instanceof RestoreError)) throw err;
+          reason = `incremental update failed: ${err.message}`;
+          this.#log?.warn({ err: err.message }, 'incremental rule update failed (rules changed behind our back?); running a full sync');
+        }
+      }
+    }
+    return this.#fullSync(rendered, reason ?? 'first sync');
+  }
+
+  async #fullSync(rendered: RenderedRules, reason: string): Promise<SyncResult> {
+    // Until this succeeds, what our chains hold is unknown.
+    this.#written = undefined;
+    const startedAt = this.#now();
+    const live = await this.readNat();
+    const plan = planSync(rendered, live);
+    let result: SyncResult;
+    try {
+      result = await this.#apply(plan, { mode: 'full', reason });
+    } catch (err) {
+      if (!(err instanceof RestoreError) || !/^-D /m.test(plan.payload)) throw err;
+      // A rule changed between our read and the write: refill our chains instead of deleting.
+      this.#log?.warn({ err: err.message }, 'full rule sync failed; retrying with our chains refilled');
+      result = await this.#apply(planSync(rendered, live, { refillChains: true }), { mode: 'full', reason });
+    }
+    this.#lastFullSyncAt = startedAt;
+    this.#log?.debug({ reason, rulesWritten: result.rulesWritten }, 'full rule sync');
+    return result;
   }
 
   /** Removes all our chains and jumps (either layout). Returns whether anything was removed. */
   async cleanup(): Promise<boolean> {
+    this.#written = undefined;
     const payload = planCleanup(await this.readNat());
     if (payload === '') return false;
     await this.restoreNat(payload);

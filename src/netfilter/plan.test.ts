@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { renderRules } from '../rules/render.ts';
 import type { DesiredRules } from '../rules/types.ts';
-import { planCleanup, planSync } from './plan.ts';
+import { planCleanup, planIncremental, planSync, type FullSyncNeeded, type SyncPlan } from './plan.ts';
 import { parseNatSave } from './save.ts';
 
 const fixture = readFileSync(new URL('../../test/fixtures/kube-proxy-nat.rules', import.meta.url), 'utf8');
@@ -59,6 +59,14 @@ function fixtureWith(chains: string[], prerouting: string[], output: string[], o
   return parseNatSave(lines.join('\n'));
 }
 
+/** The plan without its next-state map, for whole-result comparisons. */
+function result(plan: SyncPlan | FullSyncNeeded) {
+  assert.ok('payload' in plan, 'fullSyncNeeded' in plan ? plan.fullSyncNeeded : '');
+  const { chains: _chains, ...rest } = plan;
+  return rest;
+}
+const nothing = { payload: '', repairs: [], installed: [] };
+
 const portalsInstalled = (prerouting: string[], output: string[]) =>
   fixtureWith(['KUBE-PORTALS-CONTAINER', 'KUBE-PORTALS-HOST'], prerouting, output, portalsChains);
 
@@ -98,26 +106,53 @@ test('planSync: everything in place writes nothing, whatever the comment quoting
     [portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER'), kubeServicesJump('PREROUTING')],
     [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
   );
-  assert.deepEqual(planSync(portals, live), { payload: '', repairs: [], installed: [] });
+  assert.deepEqual(result(planSync(portals, live)), nothing);
   // An older iptables-save that prints safe comments bare still compares equal.
   const bare = portalsInstalled([portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER')], [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST')]);
   const rules = bare.chains.get('KUBE-PORTALS-HOST')!.rules;
   rules[0] = rules[0]!.replace('"default/web:http"', 'default/web:http');
-  assert.deepEqual(planSync(portals, bare), { payload: '', repairs: [], installed: [] });
+  assert.deepEqual(result(planSync(portals, bare)), nothing);
+  // The next baseline keeps the live spelling: a later -D must name the rule as the kernel prints it.
+  assert.equal(planSync(portals, bare).chains.get('KUBE-PORTALS-HOST')?.[0], rules[0]);
 });
 
-test('planSync: changed rules refill our chains and leave good jumps alone', () => {
+test('planSync: changed rules are deleted by their live text and added, good jumps left alone', () => {
   const live = portalsInstalled(
     [portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER'), kubeServicesJump('PREROUTING')],
     [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
   );
-  const changed = renderRules({ ...desired, proxied: desired.proxied.slice(0, 1) });
-  const plan = planSync(changed, live);
+  const removed = renderRules({ ...desired, proxied: desired.proxied.slice(0, 1) });
+  assert.deepEqual(result(planSync(removed, live)), {
+    ...nothing,
+    payload: [`-D${portalsChains[1]!.slice(2)}`, `-D${portalsChains[3]!.slice(2)}`, ''].join('\n'),
+  });
+  const moved = renderRules({ ...desired, proxied: [{ ...desired.proxied[0]!, listenPort: 40200 }, desired.proxied[1]!] });
+  const plan = planSync(moved, live);
   assert.equal(
     plan.payload,
-    [':KUBE-PORTALS-CONTAINER - [0:0]', ':KUBE-PORTALS-HOST - [0:0]', portalsChains[0], portalsChains[2], ''].join('\n'),
+    [
+      `-D${portalsChains[0]!.slice(2)}`,
+      `-D${portalsChains[2]!.slice(2)}`,
+      portalsChains[0]!.replace('40123', '40200'),
+      portalsChains[2]!.replace('40123', '40200'),
+      '',
+    ].join('\n'),
   );
-  assert.deepEqual(plan.repairs, []);
+  assert.deepEqual(plan.chains.get('KUBE-PORTALS-HOST'), [portalsChains[3], portalsChains[2]!.replace('40123', '40200')]);
+});
+
+test('planSync: a flushed chain of ours is refilled', () => {
+  const live = portalsInstalled(
+    [portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER'), kubeServicesJump('PREROUTING')],
+    [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
+  );
+  live.chains.get('KUBE-PORTALS-HOST')!.rules.length = 0;
+  assert.deepEqual(result(planSync(portals, live)), { ...nothing, payload: [portalsChains[2], portalsChains[3], ''].join('\n') });
+  // The retry after a failed write flushes and refills instead of deleting.
+  assert.equal(
+    planSync(portals, live, { refillChains: true }).payload,
+    [':KUBE-PORTALS-CONTAINER - [0:0]', ':KUBE-PORTALS-HOST - [0:0]', ...portalsChains, ''].join('\n'),
+  );
 });
 
 test('planSync: our jump behind KUBE-SERVICES is deleted by spec and re-inserted first', () => {
@@ -172,11 +207,11 @@ test('planSync: switching portals -> edge-mesh removes the old chains and their 
       ':EDGE-MESH - [0:0]',
       ':EDGE-MESH-TCP - [0:0]',
       ':EDGE-MESH-UDP - [0:0]',
+      ...edgeMeshChains,
       ':KUBE-PORTALS-CONTAINER - [0:0]',
       ':KUBE-PORTALS-HOST - [0:0]',
       '-D PREROUTING -m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules" -j KUBE-PORTALS-CONTAINER',
       '-D OUTPUT -m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules" -j KUBE-PORTALS-HOST',
-      ...edgeMeshChains,
       '-I PREROUTING 1 -m comment --comment "edgemesh root chain" -j EDGE-MESH',
       '-I OUTPUT 1 -m comment --comment "edgemesh root chain" -j EDGE-MESH',
       '-X KUBE-PORTALS-CONTAINER',
@@ -211,7 +246,7 @@ test('planSync: edge-mesh jumps in place write nothing', () => {
     [edgeMeshJump('OUTPUT'), kubeServicesJump('OUTPUT')],
     edgeMeshChains,
   );
-  assert.deepEqual(planSync(edgeMesh, live), { payload: '', repairs: [], installed: [] });
+  assert.deepEqual(result(planSync(edgeMesh, live)), nothing);
 });
 
 test('planSync: several jumps into one chain keep their relative order', () => {
@@ -238,10 +273,88 @@ test('planSync: several jumps into one chain keep their relative order', () => {
       '',
     ].join('\n'),
   );
-  assert.deepEqual(planSync(rendered, table(['EDGE-MESH', 'EDGE-MESH-TCP'], [
+  assert.deepEqual(result(planSync(rendered, table(['EDGE-MESH', 'EDGE-MESH-TCP'], [
     '-A PREROUTING -m comment --comment a -j EDGE-MESH',
     '-A PREROUTING -m comment --comment b -j EDGE-MESH-TCP',
-  ])), { payload: '', repairs: [], installed: [] });
+  ]))), nothing);
+});
+
+/** PREROUTING and OUTPUT as `iptables -S` would list them. */
+function builtins(prerouting: string[], output: string[]) {
+  return parseNatSave(['*nat', ':PREROUTING ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...prerouting, ...output, 'COMMIT', ''].join('\n'));
+}
+const portalsBuiltins = builtins(
+  [portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER'), kubeServicesJump('PREROUTING')],
+  [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
+);
+
+test('planIncremental: nothing changed writes nothing', () => {
+  const written = planSync(portals, table([], [])).chains;
+  assert.deepEqual(result(planIncremental(portals, written, portalsBuiltins)), nothing);
+});
+
+test('planIncremental: one changed service is one -D and one -A per chain, by exact text', () => {
+  const written = planSync(portals, table([], [])).chains;
+  const changed = renderRules({ ...desired, proxied: [desired.proxied[0]!, { ...desired.proxied[1]!, listenPort: 40300 }] });
+  const plan = planIncremental(changed, written, portalsBuiltins);
+  assert.deepEqual(result(plan), {
+    ...nothing,
+    payload: [
+      `-D${portalsChains[1]!.slice(2)}`,
+      `-D${portalsChains[3]!.slice(2)}`,
+      portalsChains[1]!.replace('40125', '40300'),
+      portalsChains[3]!.replace('40125', '40300'),
+      '',
+    ].join('\n'),
+  });
+  // The next sync plans against what this one leaves: the same rendering writes nothing.
+  assert.ok('chains' in plan);
+  assert.deepEqual(result(planIncremental(changed, plan.chains, portalsBuiltins)), nothing);
+});
+
+test('planIncremental: KUBE-SERVICES moved in front is repaired without reading our chains', () => {
+  const written = planSync(portals, table([], [])).chains;
+  const moved = builtins(
+    [kubeServicesJump('PREROUTING'), portalsJump('PREROUTING', 'KUBE-PORTALS-CONTAINER')],
+    [portalsJump('OUTPUT', 'KUBE-PORTALS-HOST'), kubeServicesJump('OUTPUT')],
+  );
+  assert.deepEqual(result(planIncremental(portals, written, moved)), {
+    payload: [
+      '-D PREROUTING -m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules" -j KUBE-PORTALS-CONTAINER',
+      portalsInserts[0],
+      '',
+    ].join('\n'),
+    repairs: ['PREROUTING: jump to KUBE-PORTALS-CONTAINER was behind KUBE-SERVICES (position 2, KUBE-SERVICES at 1); moved to position 1'],
+    installed: [],
+  });
+});
+
+test('planIncremental: a missing jump or another chain set asks for a full sync', () => {
+  const written = planSync(portals, table([], [])).chains;
+  const flushed = builtins([kubeServicesJump('PREROUTING')], [kubeServicesJump('OUTPUT')]);
+  assert.deepEqual(planIncremental(portals, written, flushed), {
+    fullSyncNeeded: 'PREROUTING: jump to KUBE-PORTALS-CONTAINER is missing',
+  });
+  assert.deepEqual(planIncremental(edgeMesh, written, portalsBuiltins), {
+    fullSyncNeeded: 'chains changed (KUBE-PORTALS-CONTAINER, KUBE-PORTALS-HOST -> EDGE-MESH, EDGE-MESH-TCP, EDGE-MESH-UDP)',
+  });
+});
+
+test('planIncremental (edge-mesh): new RETURNs go in at the top, ahead of the protocol jumps', () => {
+  const written = planSync(edgeMesh, table([], [])).chains;
+  const more = renderRules({
+    ...desired,
+    layout: 'edge-mesh',
+    ignored: [...desired.ignored, { key: 'default/a', ips: ['10.96.0.20', '10.96.0.21'] }],
+  });
+  const ret = (ip: string) => `-d ${ip}/32 -m comment --comment "ignore default/a service" -j RETURN`;
+  const plan = planIncremental(more, written, builtins([edgeMeshJump('PREROUTING')], [edgeMeshJump('OUTPUT')]));
+  assert.deepEqual(result(plan), {
+    ...nothing,
+    payload: [`-I EDGE-MESH 1 ${ret('10.96.0.21')}`, `-I EDGE-MESH 1 ${ret('10.96.0.20')}`, ''].join('\n'),
+  });
+  assert.ok('chains' in plan);
+  assert.deepEqual(plan.chains.get('EDGE-MESH'), [`-A EDGE-MESH ${ret('10.96.0.20')}`, `-A EDGE-MESH ${ret('10.96.0.21')}`, ...edgeMeshChains.slice(0, 3)]);
 });
 
 test('planCleanup: removes both layouts and all jumps, nothing of kube-proxy', () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseNatSave } from './save.ts';
+import { parseNatSave, parseRuleListing } from './save.ts';
 import { ruleTarget, sameRule, splitRuleArgs } from './args.ts';
 
 const fixture = readFileSync(new URL('../../test/fixtures/kube-proxy-nat.rules', import.meta.url), 'utf8');
@@ -72,4 +72,22 @@ test('ruleTarget', () => {
   assert.equal(ruleTarget('-A PREROUTING -m comment --comment "-j X" -j KUBE-SERVICES'), 'KUBE-SERVICES');
   assert.equal(ruleTarget('-A PREROUTING -g EDGE-MESH'), 'EDGE-MESH');
   assert.equal(ruleTarget('-A PREROUTING -d 1.2.3.4/32'), undefined);
+});
+
+test('parseRuleListing: iptables -S output of built-in and user chains', () => {
+  const t = parseRuleListing(
+    [
+      '-P PREROUTING ACCEPT',
+      '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+      '-P OUTPUT ACCEPT',
+      '-N KUBE-PORTALS-HOST',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual([...t.chains], [
+    ['PREROUTING', { policy: 'ACCEPT', rules: ['-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'] }],
+    ['OUTPUT', { policy: 'ACCEPT', rules: [] }],
+    ['KUBE-PORTALS-HOST', { rules: [] }],
+  ]);
+  assert.throws(() => parseRuleListing('Chain PREROUTING (policy ACCEPT)\n'), /unexpected line in iptables -S output/);
 });

@@ -42,3 +42,23 @@ export function parseNatSave(text: string): NatTable {
   }
   return { chains };
 }
+
+/** Parses `iptables -t nat -S [CHAIN]` output ("-P", "-N" and "-A" lines) into the same shape. */
+export function parseRuleListing(text: string): NatTable {
+  const chains = new Map<string, SavedChain>();
+  const chain = (name: string): SavedChain => {
+    let c = chains.get(name);
+    if (!c) chains.set(name, (c = { rules: [] }));
+    return c;
+  };
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const [flag, name = '', policy] = line.split(/\s+/);
+    if (flag === '-P') chain(name).policy = policy ?? '';
+    else if (flag === '-N') chain(name);
+    else if (flag === '-A') chain(name).rules.push(line);
+    else throw new Error(`unexpected line in iptables -S output: ${line}`);
+  }
+  return { chains };
+}
