@@ -155,7 +155,8 @@ async function main(): Promise<number> {
     const edge = path('edgeproxy');
     const manifests = await writeManifests([edgeService(edge.clusterIP, server.ip, edge.backend)]);
     dirs.push(manifests);
-    const { agent, configFile } = await startBenchAgent(c, manifests);
+    // The traffic agent uses every core (proxy.workers: auto); the 10,000-port agent below keeps the default.
+    const { agent, configFile } = await startBenchAgent(c, manifests, { config: { proxy: { workers: 'auto' } } });
     agents.push(agent);
     dirs.push(join(configFile, '..'));
     for (const p of PATHS) {

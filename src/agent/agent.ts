@@ -10,7 +10,9 @@ import type { RuleBackend } from '../netfilter/iptables.ts';
 import type { AgentMetrics, SourceStatus } from '../telemetry/metrics.ts';
 import type { HealthSource } from '../telemetry/server.ts';
 import { renderRules } from '../rules/render.ts';
-import { computeDesired, desiredRules, type Desired } from './desired.ts';
+import { computeDesired, desiredRules, type Desired, type ServicePlan } from './desired.ts';
+import type { ProxyPortStatus } from '../proxy/types.ts';
+import type { DesiredRules, RenderedRules } from '../rules/types.ts';
 import { SyncRunner } from './syncRunner.ts';
 import { describeChanges } from './changes.ts';
 
@@ -23,6 +25,8 @@ export interface AgentDeps {
   metrics: AgentMetrics;
   /** Waits for sources' initial load before the first sync (so a restart never drops services). */
   sourcesReady?: () => Promise<void>;
+  /** Called once, when the first sync is done (the CLI releases its start-up heap setting then). */
+  onInitialSync?: () => void;
   /** Watch state of the sources, for health details (a stale source never fails a probe). */
   sourceStatus?: () => readonly SourceStatus[];
   /** Moves live UDP flows onto the current rules when a UDP portal appears or disappears. */
@@ -38,6 +42,7 @@ export class Agent implements HealthSource {
   #lastSuccess = 0;
   #lastError: string | undefined;
   #syncedOnce = false;
+  #lastRender: { plans: readonly ServicePlan[]; listening: readonly ProxyPortStatus[]; rules: DesiredRules; rendered: RenderedRules } | undefined;
   /** "ip:port" of the UDP portals our rules currently REDIRECT. */
   #udpPortals = new Set<string>();
 
@@ -71,15 +76,14 @@ export class Agent implements HealthSource {
   async syncOnce(): Promise<void> {
     const { config, store, proxy, iptables, metrics } = this.#deps;
     const endTimer = metrics.syncDuration.startTimer();
-    const desired = computeDesired(store.snapshot(), config);
+    const desired = computeDesired(store.snapshot(), config, this.#previous);
     for (const line of describeChanges(this.#previous, desired)) this.#log.info(line.fields, line.msg);
     this.#previous = desired;
 
     // Listeners first, so no rule ever points at a port nobody listens on.
     const listening = await proxy.prepare(desired.proxySpecs);
-    const listenPorts = new Map(listening.map((s) => [s.id, s.listenPort]));
-    const rules = desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) });
-    const result = await iptables.sync(renderRules(rules));
+    const { rules, rendered } = this.#render(desired, listening);
+    const result = await iptables.sync(rendered);
     await this.#moveUdpFlows(new Set(rules.proxied.filter((r) => r.protocol === 'UDP').map((r) => `${r.clusterIP}:${r.port}`)));
     for (const jump of result.installed) this.#log.info({ jump }, 'jump installed');
     for (const repair of result.repairs) {
@@ -97,7 +101,23 @@ export class Agent implements HealthSource {
     if (!this.#syncedOnce) {
       this.#syncedOnce = true;
       this.#log.info({ proxiedPorts: listening.length, layout: config.layout }, 'initial sync done');
+      this.#deps.onInitialSync?.();
     }
+  }
+
+  /**
+   * The rules for this sync. When every plan is the one of the last sync and every listener
+   * kept its port, they are the last sync's: the periodic resync at 10,000 services then
+   * renders (and sorts, and allocates) nothing.
+   */
+  #render(desired: Desired, listening: readonly ProxyPortStatus[]): { rules: DesiredRules; rendered: RenderedRules } {
+    const { config } = this.#deps;
+    const last = this.#lastRender;
+    if (last !== undefined && sameItems(last.plans, desired.services) && sameListeners(last.listening, listening)) return last;
+    const listenPorts = new Map(listening.map((s) => [s.id, s.listenPort]));
+    const rules = desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) });
+    this.#lastRender = { plans: desired.services, listening, rules, rendered: renderRules(rules) };
+    return this.#lastRender;
   }
 
   /** Removes our rules first (traffic falls back to kube-proxy), then closes listeners. */
@@ -154,4 +174,16 @@ export class Agent implements HealthSource {
     }
     return notes.length ? `; ${notes.join('; ')}` : '';
   }
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameListeners(a: readonly ProxyPortStatus[], b: readonly ProxyPortStatus[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.id !== b[i]!.id || a[i]!.listenPort !== b[i]!.listenPort) return false;
+  return true;
 }

@@ -19,7 +19,8 @@ export function describeChanges(before: Desired | undefined, after: Desired): Ch
   for (const plan of after.services) {
     const prev = old.get(plan.key);
     old.delete(plan.key);
-    if (prev && summary(prev) === summary(plan)) continue;
+    // A reused plan (same inputs as last sync) is unchanged: no need to compare summaries.
+    if (prev === plan || (prev && summary(prev) === summary(plan))) continue;
     const ports = plan.ports.map((p) => ({
       port: `${p.port.port}/${p.port.protocol}`,
       name: p.portName,

@@ -1,6 +1,6 @@
 // Pure middle of the pipeline: state snapshot + filter config → what to proxy, what to leave
 // to kube-proxy (and why), and — once listeners exist — the rules to render.
-import type { Backend, Service, ServicePort } from '../model/types.ts';
+import type { Backend, DestinationRule, EndpointSlice, Service, ServicePort } from '../model/types.ts';
 import { servicePortName } from '../model/types.ts';
 import type { StateSnapshot } from '../state/store.ts';
 import { backendsForPort, compareIPv4, endpointAddresses } from '../state/backends.ts';
@@ -36,6 +36,26 @@ export interface Desired {
   services: ServicePlan[];
   proxySpecs: ProxyPortSpec[];
   ignored: IgnoredServiceRule[];
+  /** What each plan was computed from, so the next computeDesired can reuse unchanged plans. */
+  reuse?: PlanReuse;
+}
+
+/**
+ * A service's plan depends only on its Service, its slices, the DestinationRules naming it and
+ * the config, plus which portals earlier services claimed. The store hands out the same objects
+ * until they change, so a periodic resync at 10,000 services reuses every plan (and its
+ * ProxyPortSpec, which the proxy then recognises as unchanged) instead of rebuilding them.
+ */
+interface PlanReuse {
+  config: DesiredConfig;
+  inputs: Map<string, PlanInputs>;
+}
+
+interface PlanInputs {
+  plan: ServicePlan;
+  slices: readonly EndpointSlice[];
+  rules: readonly DestinationRule[];
+  ignored: IgnoredServiceRule | undefined;
 }
 
 export function proxyPortId(portName: string, protocol: string): string {
@@ -45,18 +65,30 @@ export function proxyPortId(portName: string, protocol: string): string {
 /** The config computeDesired reads: the filter, the default policy and this node's name. */
 export type DesiredConfig = FilterConfig & BalancingConfig;
 
-export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig): Desired {
+/** previous: the last result, whose plans are reused where their inputs are the same objects. */
+export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig, previous?: Desired): Desired {
   const services: ServicePlan[] = [];
   const proxySpecs: ProxyPortSpec[] = [];
   const ignored: IgnoredServiceRule[] = [];
   // clusterIP/protocol/port → owner, to refuse a second service claiming the same portal.
   const portals = new Map<string, string>();
   const rulesByService = destinationRulesByService(snapshot.destinationRules);
+  const before = previous?.reuse?.config === filter ? previous.reuse.inputs : undefined;
+  const inputs = new Map<string, PlanInputs>();
 
   const keys = [...snapshot.services.keys()].sort();
   for (const key of keys) {
     const service = snapshot.services.get(key)!;
     const slices = snapshot.slicesByService.get(key) ?? [];
+    const rules = rulesByService.get(key) ?? [];
+    const old = before?.get(key);
+    if (old !== undefined && old.plan.service === service && sameItems(old.slices, slices) && sameItems(old.rules, rules) && claimPortals(old.plan, portals)) {
+      inputs.set(key, old);
+      services.push(old.plan);
+      for (const p of old.plan.ports) if (p.spec) proxySpecs.push(p.spec);
+      if (old.ignored) ignored.push(old.ignored);
+      continue;
+    }
     const decision = decide(service, filter);
     const ports: PortPlan[] = [];
     for (const port of service.ports) {
@@ -84,7 +116,7 @@ export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig): 
       const allowed = applyTrafficPolicy(service, backends, filter);
       plan.backends = allowed.backends;
       if (allowed.note !== undefined) plan.trafficPolicyNote = allowed.note;
-      plan.balancing = resolveBalancing(service, port, rulesByService.get(key) ?? [], filter);
+      plan.balancing = resolveBalancing(service, port, rules, filter);
       plan.spec = {
         id: proxyPortId(portName, port.protocol),
         portName,
@@ -95,16 +127,43 @@ export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig): 
       };
       proxySpecs.push(plan.spec);
     }
+    let ignoredRule: IgnoredServiceRule | undefined;
     if (!decision.proxied && decision.filtered) {
       const ips =
         service.clusterIP === 'None'
           ? endpointAddresses(slices)
           : service.clusterIPs.filter((ip) => isIPv4(ip));
-      if (ips.length > 0) ignored.push({ key, ips });
+      if (ips.length > 0) ignored.push((ignoredRule = { key, ips }));
     }
-    services.push({ key, service, decision, ports });
+    const plan: ServicePlan = { key, service, decision, ports };
+    services.push(plan);
+    inputs.set(key, { plan, slices, rules, ignored: ignoredRule });
   }
-  return { services, proxySpecs, ignored };
+  return { services, proxySpecs, ignored, reuse: { config: filter, inputs } };
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Claims a reused plan's portals. False (nothing claimed) when the plan lost a port to a clash
+ * (the owner may be gone now) or an earlier service now holds one of its portals: then the plan
+ * is computed afresh, which reports the clash.
+ */
+function claimPortals(plan: ServicePlan, portals: Map<string, string>): boolean {
+  const mine: Array<[portal: string, owner: string]> = [];
+  for (const p of plan.ports) {
+    if (p.skipped?.startsWith('port clash') === true) return false;
+    if (!p.spec) continue;
+    const portal = `${plan.service.clusterIP}/${p.port.protocol}/${p.port.port}`;
+    if (portals.has(portal)) return false;
+    mine.push([portal, p.portName]);
+  }
+  for (const [portal, owner] of mine) portals.set(portal, owner);
+  return true;
 }
 
 export interface RuleOptions {

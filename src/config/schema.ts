@@ -82,6 +82,11 @@ export const configSchema = z.strictObject({
       /** Concurrent connections per service port, and over all ports; new clients beyond are refused. */
       maxConnectionsPerPort: z.number().int().min(1).default(16384),
       maxConnections: z.number().int().min(1).default(65536),
+      /**
+       * Threads accepting TCP connections (SO_REUSEPORT), the main one included; "auto" = one per
+       * CPU. Default 1: each extra thread costs one fd and its share of memory per TCP port.
+       */
+      workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
     })
     .prefault({}),
   udp: z

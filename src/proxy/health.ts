@@ -54,7 +54,7 @@ export class EjectionTracker {
 
   /** A successful dial: the endpoint is healthy again and its cool-down starts over. */
   succeeded(endpoint: Endpoint): void {
-    this.#byId.delete(backendId(endpoint));
+    if (this.#byId.size > 0) this.#byId.delete(backendId(endpoint)); // no id string per connection when all are healthy
   }
 
   isEjected(endpoint: Endpoint): boolean {
@@ -67,8 +67,8 @@ export class EjectionTracker {
    * ejected ones — when everything is ejected they are still tried, since a slow success
    * beats a certain failure.
    */
-  order<T extends Endpoint>(candidates: readonly T[]): T[] {
-    if (this.#byId.size === 0) return [...candidates];
+  order<T extends Endpoint>(candidates: readonly T[]): readonly T[] {
+    if (this.#byId.size === 0) return candidates;
     const healthy: T[] = [];
     const ejected: T[] = [];
     for (const c of candidates) (this.isEjected(c) ? ejected : healthy).push(c);

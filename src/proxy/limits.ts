@@ -1,28 +1,39 @@
 // Connection limits: a budget shared by every listener (the total), and a log throttle so
 // that a flood of refused clients produces one log line per interval, not one per client.
 
-/** A concurrency budget; one instance is shared by all ports for the total limit. */
+/**
+ * A concurrency budget; one instance is shared by all ports for the total limit. Its count may
+ * live in a SharedArrayBuffer (`cell`), so proxy worker threads serving the same port share one
+ * exact limit instead of each getting a slice of it.
+ */
 export class ConnectionBudget {
   readonly max: number;
-  #active = 0;
+  /** One Int32 slot: the slots taken. */
+  readonly cell: Int32Array;
 
-  constructor(max: number) {
+  constructor(max: number, cell: Int32Array = new Int32Array(1)) {
     this.max = max;
+    this.cell = cell;
+  }
+
+  /** A budget whose count can be handed to worker threads (new ConnectionBudget(max, b.cell)). */
+  static shared(max: number): ConnectionBudget {
+    return new ConnectionBudget(max, new Int32Array(new SharedArrayBuffer(4)));
   }
 
   /** Takes one slot; false (and nothing taken) when the budget is used up. */
   tryAcquire(): boolean {
-    if (this.#active >= this.max) return false;
-    this.#active++;
-    return true;
+    if (Atomics.add(this.cell, 0, 1) < this.max) return true;
+    Atomics.sub(this.cell, 0, 1);
+    return false;
   }
 
   release(): void {
-    if (this.#active > 0) this.#active--;
+    if (Atomics.sub(this.cell, 0, 1) <= 0) Atomics.add(this.cell, 0, 1);
   }
 
   get active(): number {
-    return this.#active;
+    return Atomics.load(this.cell, 0);
   }
 }
 

@@ -9,6 +9,9 @@ import { UdpProxyPort } from './udpPort.ts';
 import type { UdpProxyCounters } from './udpPort.ts';
 import type { ProxyPortSpec, ProxyPortStatus } from './types.ts';
 import { ReconfigurableBalancer, policyLabel, type BalancerOptions } from './balancers/index.ts';
+import { TcpWorkerPool } from './workers/pool.ts';
+import { newSharedRotation, type SharedRotation } from './roundRobin.ts';
+import { addCounters } from './workers/counters.ts';
 
 export interface ProxyManagerOptions {
   logger: Logger;
@@ -26,6 +29,12 @@ export interface ProxyManagerOptions {
   maxConnections?: number;
   /** Flow table of every UDP port (config udp.idleTimeout, udp.maxFlowsPerPort). */
   udp?: { idleTimeoutMs?: number; maxFlowsPerPort?: number };
+  /**
+   * Threads accepting TCP connections (config proxy.workers), the main thread included; default
+   * 1. Above 1, each TCP port also listens in that many - 1 worker threads (SO_REUSEPORT), except
+   * sessionAffinity ports, which stay on the main thread so a client's table is one table.
+   */
+  workers?: number;
 }
 
 /** Per listener; `protocol` tells which counters it has. */
@@ -50,7 +59,14 @@ interface Entry {
   port: TcpProxyPort | UdpProxyPort;
   /** The port's policy; reconfigured in place when the spec's policy or affinity changes. */
   balancer: ReconfigurableBalancer;
+  /** The per-port limit shared with the worker threads (workers > 1 only). */
+  portBudget?: ConnectionBudget;
+  /** The round-robin rotation shared with the worker threads (workers > 1 only). */
+  rotation?: SharedRotation;
 }
+
+/** Worker threads serve a TCP port unless it has session affinity (one table per port). */
+const servedByWorkers = (spec: ProxyPortSpec): boolean => spec.protocol === 'TCP' && spec.sessionAffinitySeconds === undefined;
 
 export class ProxyManager {
   #opts: ProxyManagerOptions;
@@ -61,11 +77,35 @@ export class ProxyManager {
   /** Serialises prepare/retire/close so they never interleave on the same listener. */
   #queue: Promise<unknown> = Promise.resolve();
   #budget: ConnectionBudget | undefined;
+  /** TCP worker threads, started with the first TCP port when workers > 1. */
+  #pool: TcpWorkerPool | undefined;
 
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
-    if (opts.maxConnections !== undefined) this.#budget = new ConnectionBudget(opts.maxConnections);
+    if (opts.maxConnections !== undefined) {
+      this.#budget = this.#threads() > 0 ? ConnectionBudget.shared(opts.maxConnections) : new ConnectionBudget(opts.maxConnections);
+    }
+  }
+
+  /** Worker threads wanted besides the main thread. */
+  #threads(): number {
+    return Math.max(0, Math.floor(this.#opts.workers ?? 1) - 1);
+  }
+
+  #workerPool(): TcpWorkerPool | undefined {
+    if (this.#pool === undefined && this.#threads() > 0) {
+      this.#pool = new TcpWorkerPool({
+        threads: this.#threads(),
+        logger: this.#log,
+        tuning: this.#opts.tcp ?? {},
+        ...(this.#opts.host !== undefined && { host: this.#opts.host }),
+        ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
+        ...(this.#budget !== undefined && { totalBudget: this.#budget }),
+      });
+      this.#log.info({ threads: this.#pool.threads + 1 }, 'TCP proxy worker threads started');
+    }
+    return this.#pool;
   }
 
   /**
@@ -89,9 +129,14 @@ export class ProxyManager {
       for (const spec of tcp.values()) {
         const existing = this.#ports.get(spec.id);
         if (existing !== undefined) {
+          // The agent hands out the same spec object while its inputs are unchanged: nothing to
+          // update (at 10,000 ports a resync would otherwise rebuild every balancer). Affinity
+          // ports still get the update, which sweeps their expired clients.
+          if (existing.spec === spec && spec.sessionAffinitySeconds === undefined) continue;
           existing.spec = spec;
           if (existing.balancer.configure(spec)) this.#log.info({ proxyPort: spec.id, policy: policyLabel(spec) }, 'balancing policy changed');
           existing.port.update(spec.backends);
+          if (this.#pool !== undefined && existing.port instanceof TcpProxyPort) opening.push(this.#syncWorkers(existing));
           continue;
         }
         opening.push(this.#open(spec));
@@ -119,14 +164,23 @@ export class ProxyManager {
     });
   }
 
-  /** Per listener: counters and backends, for status and metrics. */
+  /**
+   * Per listener: counters and backends, for status and metrics. TCP counters include the
+   * worker threads' as of the last refreshStats().
+   */
   stats(): ProxyPortStats[] {
     return [...this.#ports.values()].map(({ spec, port }): ProxyPortStats => {
       const { configured, usable } = port.backends();
       const common = { id: spec.id, portName: spec.portName, listenPort: port.port, backends: configured, usableBackends: usable };
       if (port instanceof UdpProxyPort) return { ...common, protocol: 'UDP', counters: port.counters() };
-      return { ...common, protocol: 'TCP', counters: port.counters() };
+      const inWorkers = this.#pool?.counters(spec.id);
+      return { ...common, protocol: 'TCP', counters: inWorkers === undefined ? port.counters() : addCounters(port.counters(), inWorkers) };
     });
+  }
+
+  /** Fetches the worker threads' counters, so the next stats() is current (call before a scrape). */
+  async refreshStats(): Promise<void> {
+    await this.#pool?.refresh();
   }
 
   /** Closes every listener; with destroyConnections, also resets their open connections. */
@@ -136,18 +190,28 @@ export class ProxyManager {
       const ports = ids.map((id) => this.#ports.get(id)?.port);
       await Promise.all(ids.map((id) => this.#closePort(id)));
       if (opts.destroyConnections === true) for (const p of ports) p?.destroyConnections();
+      // Ending the threads also ends their connections, as the process exit that follows would.
+      const pool = this.#pool;
+      this.#pool = undefined;
+      await pool?.stop();
       this.#wanted = new Set();
     });
   }
 
   async #open(spec: ProxyPortSpec): Promise<void> {
-    const balancer = this.#balancerFor(spec);
+    const pool = spec.protocol === 'TCP' ? this.#workerPool() : undefined;
+    const rotation = pool !== undefined ? newSharedRotation() : undefined;
+    const balancer = rotation !== undefined ? new ReconfigurableBalancer(spec, { ...this.#opts.balancing, rotation }) : this.#balancerFor(spec);
+    const maxPerPort = this.#opts.tcp?.maxConnections;
+    const portBudget = pool !== undefined && maxPerPort !== undefined ? ConnectionBudget.shared(maxPerPort) : undefined;
     const port = spec.protocol === 'UDP' ? this.#udpPort(spec, balancer) : new TcpProxyPort({
       id: spec.id,
       balancer,
       logger: this.#log,
       backends: spec.backends,
       ...this.#opts.tcp,
+      ...(pool !== undefined && { reusePort: true }),
+      ...(portBudget !== undefined && { portBudget }),
       ...(this.#budget !== undefined && { connectionBudget: this.#budget }),
       ...(this.#opts.host !== undefined && { host: this.#opts.host }),
       ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
@@ -155,7 +219,10 @@ export class ProxyManager {
     });
     try {
       const listenPort = await port.listen();
-      this.#ports.set(spec.id, { spec, port, balancer });
+      const entry: Entry = { spec, port, balancer, ...(portBudget !== undefined && { portBudget }), ...(rotation !== undefined && { rotation }) };
+      this.#ports.set(spec.id, entry);
+      // The workers listen before prepare() returns, so a rule never points at a half-open port.
+      if (pool !== undefined) await this.#syncWorkers(entry);
       this.#log.info({ proxyPort: spec.id, listenPort }, 'proxy listener opened');
     } catch (err) {
       this.#log.error({ err, proxyPort: spec.id }, 'proxy listener failed to open');
@@ -184,8 +251,19 @@ export class ProxyManager {
     const entry = this.#ports.get(id);
     if (entry === undefined) return;
     this.#ports.delete(id);
-    await entry.port.close();
+    await Promise.all([entry.port.close(), this.#pool?.close(id)]);
     this.#log.info({ proxyPort: id }, 'proxy listener closed');
+  }
+
+  /** Opens, updates or closes a TCP port in the workers, as its spec now wants. */
+  async #syncWorkers(entry: Entry): Promise<void> {
+    const pool = this.#pool;
+    if (pool === undefined) return;
+    const { spec } = entry;
+    const want = servedByWorkers(spec);
+    if (want && !pool.has(spec.id)) await pool.open(spec, entry.port.port, entry.portBudget, entry.rotation?.cell);
+    else if (want) pool.update(spec);
+    else if (pool.has(spec.id)) await pool.close(spec.id);
   }
 
   #serialised<T>(fn: () => Promise<T>): Promise<T> {

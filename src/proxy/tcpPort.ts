@@ -13,7 +13,7 @@ import { RoundRobinBalancer } from './roundRobin.ts';
 /** Opens a (not yet connected) socket to a backend; injectable so tests can simulate black holes. */
 export type ConnectFn = (backend: Backend) => net.Socket;
 
-export const defaultConnect: ConnectFn = (b) => net.connect({ host: b.ip, port: b.port, allowHalfOpen: true });
+export const defaultConnect: ConnectFn = (b) => net.connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true });
 
 /** Failover, health, timeout and limit settings (config `proxy.*`); the same for every port. */
 export interface TcpProxyTuning {
@@ -48,6 +48,13 @@ export interface TcpProxyPortOptions extends TcpProxyTuning {
   port?: number;
   /** The limit over all ports: one budget shared by every port of a manager. */
   connectionBudget?: ConnectionBudget;
+  /**
+   * This port's limit as a budget (replaces maxConnections), so listeners of the same port in
+   * several worker threads share it.
+   */
+  portBudget?: ConnectionBudget;
+  /** Bind with SO_REUSEPORT, so worker threads can listen on the same port. */
+  reusePort?: boolean;
   /** Monotonic clock (ms) for ejections and log throttling; injectable for tests. */
   now?: () => number;
   backends?: readonly Backend[];
@@ -81,8 +88,8 @@ export interface TcpProxyCounters {
 interface Connection {
   client: net.Socket;
   upstream?: net.Socket;
-  /** ip:port of the connected backend. */
-  backend?: string;
+  /** The connected backend (its id is only built when a grace period needs it). */
+  backend?: Backend;
 }
 
 export class TcpProxyPort {
@@ -94,6 +101,7 @@ export class TcpProxyPort {
   #balancer: Balancer;
   #connect: ConnectFn;
   #server: net.Server;
+  #boundPort = 0;
   #conns = new Set<Connection>();
   #counters: TcpProxyCounters = {
     accepted: 0,
@@ -119,6 +127,8 @@ export class TcpProxyPort {
   #graceTimers = new Map<string, NodeJS.Timeout>();
   #maxConnections: number;
   #budget: ConnectionBudget | undefined;
+  #portBudget: ConnectionBudget | undefined;
+  #reusePort: boolean;
   #refusedLog: IntervalLog;
 
   constructor(opts: TcpProxyPortOptions) {
@@ -144,6 +154,8 @@ export class TcpProxyPort {
     this.#graceMs = opts.removedEndpointGracePeriodMs ?? 0;
     this.#maxConnections = opts.maxConnections ?? Infinity;
     this.#budget = opts.connectionBudget;
+    this.#portBudget = opts.portBudget;
+    this.#reusePort = opts.reusePort ?? false;
     this.#refusedLog = new IntervalLog(this.#warnIntervalMs, opts.now);
     this.update(opts.backends ?? []);
     // pauseOnConnect: nothing is read from the client until the upstream is connected, so
@@ -158,19 +170,20 @@ export class TcpProxyPort {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.#server.once('error', onError);
-      this.#server.listen({ host: this.#host, port: this.#port }, () => {
+      this.#server.listen({ host: this.#host, port: this.#port, ...(this.#reusePort && { reusePort: true }) }, () => {
         this.#server.off('error', onError);
         // Errors before this point reject listen(); the caller reports them.
         this.#server.on('error', (err) => this.#log.error({ err, proxyPort: this.id }, 'proxy listener error'));
+        const addr = this.#server.address();
+        this.#boundPort = addr !== null && typeof addr === 'object' ? addr.port : 0;
         resolve(this.port);
       });
     });
   }
 
-  /** The bound port (0 before listen()). */
+  /** The bound port (0 before listen() and after close()); kept, since address() is a syscall and every sync asks. */
   get port(): number {
-    const addr = this.#server.address();
-    return addr !== null && typeof addr === 'object' ? addr.port : 0;
+    return this.#server.listening ? this.#boundPort : 0;
   }
 
   /**
@@ -252,7 +265,7 @@ export class TcpProxyPort {
     this.#graceTimers.delete(id);
     let closed = 0;
     for (const conn of this.#conns) {
-      if (conn.backend !== id) continue;
+      if (conn.backend === undefined || backendId(conn.backend) !== id) continue;
       reset(conn.client);
       if (conn.upstream !== undefined) reset(conn.upstream);
       closed++;
@@ -263,13 +276,16 @@ export class TcpProxyPort {
   /** Takes a slot under the port's and the total limit; false when either is full. */
   #admit(): boolean {
     let limit: 'port' | 'total' | undefined;
-    if (this.#counters.active >= this.#maxConnections) limit = 'port';
-    else if (this.#budget !== undefined && !this.#budget.tryAcquire()) limit = 'total';
+    if (this.#portBudget !== undefined ? !this.#portBudget.tryAcquire() : this.#counters.active >= this.#maxConnections) limit = 'port';
+    else if (this.#budget !== undefined && !this.#budget.tryAcquire()) {
+      this.#portBudget?.release();
+      limit = 'total';
+    }
     if (limit === undefined) return true;
     this.#counters.refused++;
     const n = this.#refusedLog.record();
     if (n !== undefined) {
-      const max = limit === 'port' ? this.#maxConnections : this.#budget?.max;
+      const max = limit === 'port' ? (this.#portBudget?.max ?? this.#maxConnections) : this.#budget?.max;
       this.#log.warn({ proxyPort: this.id, limit, max, refused: n }, 'connection limit reached, new clients refused');
     }
     return false;
@@ -292,18 +308,19 @@ export class TcpProxyPort {
       this.#conns.delete(conn);
       this.#counters.active--;
       this.#budget?.release();
+      this.#portBudget?.release();
       this.#counters.bytesIn += client.bytesRead;
       this.#counters.bytesOut += conn.upstream?.bytesRead ?? 0;
     };
     client.once('close', closed);
-    void this.#dial(client).then((dialed) => {
+    this.#dial(client, (dialed) => {
       if (dialed === undefined) {
         closed();
         return;
       }
       const upstream = dialed.socket;
       conn.upstream = upstream;
-      conn.backend = backendId(dialed.backend);
+      conn.backend = dialed.backend;
       if (upstream.destroyed) {
         // Died between connect and now: its 'close' may already be past.
         reset(client);
@@ -341,80 +358,94 @@ export class TcpProxyPort {
 
   /**
    * Dials the candidates in turn, at most maxDialAttempts times with the backoff in between;
-   * resolves the connected upstream, or undefined after resetting the client.
+   * calls done with the connected upstream, or undefined after resetting the client. Callbacks
+   * rather than promises: this runs once per connection, and the microtask hops showed.
    */
-  async #dial(client: net.Socket): Promise<{ socket: net.Socket; backend: Backend } | undefined> {
+  #dial(client: net.Socket, done: (dialed: { socket: net.Socket; backend: Backend } | undefined) => void): void {
     const clientIp = client.remoteAddress ?? '';
     const candidates = this.#balancer.candidates(clientIp);
     if (candidates.length === 0) {
       this.#counters.failed++;
       this.#log.debug({ proxyPort: this.id, client: clientIp }, 'no usable backend, resetting client');
       reset(client);
-      return undefined;
+      done(undefined);
+      return;
     }
     // Healthy ones first in the balancer's order, then the ejected ones (see EjectionTracker.order).
     const order = this.#health?.order(candidates) ?? candidates;
     const attempts = this.#maxDialAttempts ?? order.length;
-    for (let i = 0; i < attempts; i++) {
-      if (i > 0 && this.#dialBackoffMs > 0) await sleep(this.#dialBackoffMs);
-      if (client.destroyed) return undefined;
-      const backend = order[i % order.length]!;
-      const result = await this.#dialOne(backend, client);
-      if (result instanceof net.Socket) {
-        this.#health?.succeeded(backend);
-        this.#balancer.dialSucceeded(clientIp, backend);
-        return { socket: result, backend };
-      }
-      if (client.destroyed) return undefined;
-      this.#counters.dialErrors++;
-      this.#balancer.dialFailed(clientIp, backend);
-      this.#log.debug({ proxyPort: this.id, backend: backendId(backend), err: result }, 'backend dial failed');
-      const ejectedMs = this.#health?.failed(backend) ?? 0;
-      if (ejectedMs > 0) {
-        this.#counters.ejections++;
-        this.#log.info({ proxyPort: this.id, backend: backendId(backend), ejectedMs, err: result.message }, 'endpoint ejected after a failed dial');
-      }
-    }
-    this.#counters.failed++;
-    this.#warnAllFailed(attempts);
-    reset(client);
-    return undefined;
-  }
-
-  #dialOne(backend: Backend, client: net.Socket): Promise<net.Socket | Error> {
-    return new Promise((resolve) => {
-      let sock: net.Socket;
-      try {
-        sock = this.#connect(backend);
-      } catch (err) {
-        resolve(err instanceof Error ? err : new Error(String(err)));
+    const attempt = (i: number): void => {
+      if (client.destroyed) {
+        done(undefined);
         return;
       }
-      // Stays attached: a late error on an abandoned attempt must not become uncaught.
-      sock.on('error', () => {});
-      const finish = (err: Error | undefined) => {
-        clearTimeout(timer);
-        sock.off('connect', onConnect);
-        sock.off('error', onError);
-        client.off('close', onClientClose);
-        if (err !== undefined) {
-          sock.destroy();
-          resolve(err);
-        } else {
-          resolve(sock);
+      const backend = order[i % order.length]!;
+      this.#dialOne(backend, client, (result) => {
+        if (result instanceof net.Socket) {
+          this.#health?.succeeded(backend);
+          this.#balancer.dialSucceeded(clientIp, backend);
+          done({ socket: result, backend });
+          return;
         }
-      };
-      const onConnect = () => finish(undefined);
-      const onError = (err: Error) => finish(err);
-      const onClientClose = () => finish(new Error('client went away while dialing'));
-      const timer = setTimeout(
-        () => finish(new Error(`connect timeout after ${this.#connectTimeoutMs} ms`)),
-        this.#connectTimeoutMs,
-      );
-      sock.once('connect', onConnect);
-      sock.once('error', onError);
-      client.once('close', onClientClose);
-    });
+        if (client.destroyed) {
+          done(undefined);
+          return;
+        }
+        this.#counters.dialErrors++;
+        this.#balancer.dialFailed(clientIp, backend);
+        this.#log.debug({ proxyPort: this.id, backend: backendId(backend), err: result }, 'backend dial failed');
+        const ejectedMs = this.#health?.failed(backend) ?? 0;
+        if (ejectedMs > 0) {
+          this.#counters.ejections++;
+          this.#log.info({ proxyPort: this.id, backend: backendId(backend), ejectedMs, err: result.message }, 'endpoint ejected after a failed dial');
+        }
+        if (i + 1 < attempts) {
+          if (this.#dialBackoffMs > 0) setTimeout(attempt, this.#dialBackoffMs, i + 1);
+          else attempt(i + 1);
+          return;
+        }
+        this.#counters.failed++;
+        this.#warnAllFailed(attempts);
+        reset(client);
+        done(undefined);
+      });
+    };
+    attempt(0);
+  }
+
+  #dialOne(backend: Backend, client: net.Socket, done: (result: net.Socket | Error) => void): void {
+    let sock: net.Socket;
+    try {
+      sock = this.#connect(backend);
+    } catch (err) {
+      // Asynchronously, as a failed connect would be.
+      process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    // Stays attached: a late error on an abandoned attempt must not become uncaught.
+    sock.on('error', ignore);
+    const finish = (err: Error | undefined) => {
+      clearTimeout(timer);
+      sock.off('connect', onConnect);
+      sock.off('error', onError);
+      client.off('close', onClientClose);
+      if (err !== undefined) {
+        sock.destroy();
+        done(err);
+      } else {
+        done(sock);
+      }
+    };
+    const onConnect = () => finish(undefined);
+    const onError = (err: Error) => finish(err);
+    const onClientClose = () => finish(new Error('client went away while dialing'));
+    const timer = setTimeout(
+      () => finish(new Error(`connect timeout after ${this.#connectTimeoutMs} ms`)),
+      this.#connectTimeoutMs,
+    );
+    sock.once('connect', onConnect);
+    sock.once('error', onError);
+    client.once('close', onClientClose);
   }
 
   /** One warning per burst of failures, so a dead service cannot flood the log. */
@@ -440,25 +471,24 @@ export class TcpProxyPort {
  * on one side resets the other, so nothing is leaked and the peer learns of the failure.
  */
 function splice(client: net.Socket, upstream: net.Socket): void {
-  client.setNoDelay(true);
+  // The client was accepted with noDelay (server option); defaultConnect dials with it too.
+  // setNoDelay skips the syscall when the option is already set, as for those.
   upstream.setNoDelay(true);
-  for (const [a, b] of [
-    [client, upstream],
-    [upstream, client],
-  ] as const) {
-    a.once('close', (hadError) => {
-      // Closed before its read side ended: an abort (error, reset, destroy), pass it on.
-      if (hadError || !a.readableEnded) reset(b);
-      // A clean close: pipe has already ended b's write side; b closes once it has flushed.
-      else if (!b.destroyed && !b.writableEnded) b.end();
-    });
-    a.pipe(b);
-  }
+  spliceOneWay(client, upstream);
+  spliceOneWay(upstream, client);
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function spliceOneWay(a: net.Socket, b: net.Socket): void {
+  a.once('close', (hadError) => {
+    // Closed before its read side ended: an abort (error, reset, destroy), pass it on.
+    if (hadError || !a.readableEnded) reset(b);
+    // A clean close: pipe has already ended b's write side; b closes once it has flushed.
+    else if (!b.destroyed && !b.writableEnded) b.end();
+  });
+  a.pipe(b);
 }
+
+function ignore(): void {}
 
 /** Closes with a TCP RST, so the peer sees ECONNRESET at once instead of a clean EOF. */
 function reset(sock: net.Socket): void {

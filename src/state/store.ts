@@ -20,6 +20,8 @@ export class StateStore implements StateSink {
   #slices = new Map<string, EndpointSlice>();
   #destinationRules = new Map<string, DestinationRule>();
   #listeners = new Set<ChangeListener>();
+  /** The last snapshot, handed out again until something changes (a resync changes nothing). */
+  #snapshot: StateSnapshot | undefined;
 
   onChange(listener: ChangeListener): () => void {
     this.#listeners.add(listener);
@@ -53,7 +55,13 @@ export class StateStore implements StateSink {
     if (this.#destinationRules.delete(`${namespace}/${name}`)) this.#emit();
   }
 
+  /**
+   * The current state. Snapshots are never modified, and the same snapshot is returned until
+   * the next change, so an unchanged store costs no copy. The objects inside are the ones the
+   * sources gave, unchanged objects keep their identity from one snapshot to the next.
+   */
   snapshot(): StateSnapshot {
+    if (this.#snapshot !== undefined) return this.#snapshot;
     const slicesByService = new Map<ServiceKey, EndpointSlice[]>();
     for (const slice of this.#slices.values()) {
       const key = serviceKey(slice.namespace, slice.serviceName);
@@ -61,10 +69,12 @@ export class StateStore implements StateSink {
       if (list) list.push(slice);
       else slicesByService.set(key, [slice]);
     }
-    return { services: new Map(this.#services), slicesByService, destinationRules: new Map(this.#destinationRules) };
+    this.#snapshot = { services: new Map(this.#services), slicesByService, destinationRules: new Map(this.#destinationRules) };
+    return this.#snapshot;
   }
 
   #emit(): void {
+    this.#snapshot = undefined;
     for (const listener of this.#listeners) listener();
   }
 }

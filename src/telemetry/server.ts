@@ -8,13 +8,21 @@ export interface HealthSource {
   ready(): { ok: boolean; detail: string };
 }
 
-export async function startTelemetryServer(opts: { host: string; port: number; registry: Registry; health: HealthSource }): Promise<http.Server> {
+export async function startTelemetryServer(opts: {
+  host: string;
+  port: number;
+  registry: Registry;
+  health: HealthSource;
+  /** Runs before each /metrics render (e.g. fetching the proxy worker threads' counters). */
+  beforeMetrics?: () => Promise<void>;
+}): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     void handle(req.url ?? '/', res);
   });
   async function handle(url: string, res: http.ServerResponse): Promise<void> {
     try {
       if (url === '/metrics') {
+        await opts.beforeMetrics?.();
         const body = await opts.registry.metrics();
         res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body);
       } else if (url === '/healthz' || url === '/readyz') {

@@ -1,6 +1,7 @@
 // `edgeproxy run`: wires the agent from config and flags, serves until SIGTERM/SIGINT, then
 // removes every rule it added before exiting.
 import type { Server } from 'node:http';
+import { availableParallelism } from 'node:os';
 import { loadConfig, ConfigError } from '../../config/load.ts';
 import type { Config } from '../../config/schema.ts';
 import { createLogger } from '../../telemetry/logger.ts';
@@ -8,13 +9,15 @@ import { createMetrics, registerSourceMetrics } from '../../telemetry/metrics.ts
 import { startTelemetryServer } from '../../telemetry/server.ts';
 import { StateStore } from '../../state/store.ts';
 import { ManifestDirectorySource } from '../../sources/manifests/directory.ts';
-import { KubernetesSource } from '../../sources/kubernetes/source.ts';
-import { loadKubeConfig, pickKubeconfig } from '../../sources/kubernetes/kubeconfig.ts';
+// The Kubernetes client is imported only when that source is on (see pickKubeconfig.ts).
+import type { KubernetesSource } from '../../sources/kubernetes/source.ts';
+import { pickKubeconfig } from '../../sources/kubernetes/pickKubeconfig.ts';
 import { ProxyManager } from '../../proxy/manager.ts';
 import { Iptables } from '../../netfilter/iptables.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
 import { Conntrack } from '../../netfilter/conntrack.ts';
 import { Agent } from '../../agent/agent.ts';
+import { holdHeapGrowth } from '../../agent/heap.ts';
 
 export interface RunOptions {
   manifests?: string;
@@ -65,11 +68,13 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   const config = await resolveRunConfig(opts, process.env);
   const logger = createLogger(opts.logLevel ?? config.log.level);
   for (const warning of config.warnings) logger.warn(warning);
+  // Until the first sync: loading thousands of services must not size V8's heap for good (agent/heap.ts).
+  const releaseHeap = holdHeapGrowth();
   const store = new StateStore();
   const manifestSource = config.manifests ? new ManifestDirectorySource({ dir: config.manifests, sink: store, logger }) : undefined;
-  const kubernetesSource = config.kubernetesSource
-    ? new KubernetesSource({
-        kubeConfig: loadKubeConfig(config.kubernetesSource.kubeconfig),
+  const kubernetesSource: KubernetesSource | undefined = config.kubernetesSource
+    ? new (await import('../../sources/kubernetes/source.ts')).KubernetesSource({
+        kubeConfig: (await import('../../sources/kubernetes/kubeconfig.ts')).loadKubeConfig(config.kubernetesSource.kubeconfig),
         sink: store,
         logger,
         watchTimeoutMs: config.kubernetes.watchTimeout,
@@ -96,6 +101,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
       maxConnections: config.proxy.maxConnectionsPerPort,
     },
     maxConnections: config.proxy.maxConnections,
+    workers: config.proxy.workers === 'auto' ? availableParallelism() : config.proxy.workers,
     udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
   });
   const iptables = new Iptables({ runner: spawnRunner, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
@@ -103,7 +109,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   const sourceStatus = () => kubernetesSource?.status() ?? [];
   registerSourceMetrics(metrics.registry, sourceStatus);
   const conntrack = new Conntrack({ runner: spawnRunner, logger });
-  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start(), sourceStatus, conntrack });
+  const agent = new Agent({ config, store, proxy, iptables, logger, metrics, sourcesReady: () => source.start(), sourceStatus, conntrack, onInitialSync: releaseHeap });
 
   let server: Server | undefined;
   let stopping: Promise<void> | undefined;
@@ -142,6 +148,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
       port: Number(config.metricsBindAddress.slice(sep + 1)),
       registry: metrics.registry,
       health: agent,
+      beforeMetrics: () => proxy.refreshStats(),
     });
     logger.info({ address: config.metricsBindAddress }, 'serving /metrics, /healthz, /readyz');
   }

@@ -3,7 +3,7 @@
 import type { Backend, LoadBalancerPolicy } from '../../model/types.ts';
 import { AffinityBalancer } from '../affinity.ts';
 import type { Balancer } from '../balancer.ts';
-import { RoundRobinBalancer } from '../roundRobin.ts';
+import { RoundRobinBalancer, type SharedRotation } from '../roundRobin.ts';
 import type { ProxyPortSpec } from '../types.ts';
 import { ConsistentHashBalancer } from './consistentHash.ts';
 import { RandomBalancer, type RandomFn } from './random.ts';
@@ -21,6 +21,8 @@ export interface BalancerOptions {
   random?: RandomFn;
   /** Affinity table bound per port. */
   maxAffinityEntries?: number;
+  /** Round robin's rotation, shared with the port's listeners in worker threads. */
+  rotation?: SharedRotation;
 }
 
 export function createBalancer(spec: BalancerSpec, opts: BalancerOptions = {}): Balancer {
@@ -36,7 +38,7 @@ export function createBalancer(spec: BalancerSpec, opts: BalancerOptions = {}): 
 function createPolicy(policy: LoadBalancerPolicy, opts: BalancerOptions): Balancer {
   switch (policy) {
     case 'ROUND_ROBIN':
-      return new RoundRobinBalancer();
+      return new RoundRobinBalancer([], opts.rotation);
     case 'RANDOM':
       return new RandomBalancer([], opts.random);
     case 'CONSISTENT_HASH':

@@ -17,8 +17,4 @@ export function loadKubeConfig(file: string | undefined): KubeConfig {
   return kc;
 }
 
-/** Which kubeconfig to use: the flag, then the config file's kubernetes.kubeconfig, then $KUBECONFIG (first entry). */
-export function pickKubeconfig(flag: string | undefined, configured: string | undefined, envValue: string | undefined): string | undefined {
-  const fromEnv = envValue?.split(':').find((p) => p.length > 0);
-  return flag || configured || fromEnv || undefined;
-}
+export { pickKubeconfig } from './pickKubeconfig.ts';

@@ -358,6 +358,32 @@ metadata: {name: web}
     assert.deepEqual(services(r)[0]?.ports, [{ name: 'https', protocol: 'TCP', port: 443, targetPort: 443 }]);
   });
 
+  it('reads a JSON document exactly as the YAML parser does (JSON.parse fast path)', () => {
+    const doc = {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'j', namespace: 'shop', labels: { a: 'b' } }, spec: { clusterIP: '10.96.0.9', ports: [{ port: 443, name: 'https', targetPort: 8443 }] } },
+        { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'j-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'j' } }, addressType: 'IPv4', ports: [{ name: 'https', port: 8443 }], endpoints: [{ addresses: ['10.244.1.2'], conditions: { ready: true } }] },
+        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'bad' }, spec: { ports: [{ port: 70000 }] } },
+      ],
+    };
+    const json = JSON.stringify(doc, null, 2);
+    // A leading comment is not JSON, so this copy goes through the YAML parser.
+    assert.deepEqual(parseManifestText('j.json', json), parseManifestText('j.json', `# yaml\n${json}`));
+    assert.equal(services(parseManifestText('j.json', json)).length, 1);
+    assert.equal(slices(parseManifestText('j.json', json)).length, 1);
+    assert.deepEqual(parseManifestText('n.json', 'null'), parseManifestText('n.json', '# yaml\nnull'));
+  });
+
+  it('sends text that JSON.parse refuses through YAML, with its line numbers', () => {
+    const r = parseManifestText('b.json', '{"apiVersion": "v1",\n "kind": "Service",\n "metadata": {"name": [}\n}');
+    assert.equal(r.syntaxError, true);
+    assert.match(r.errors[0]?.message ?? '', /line 3/);
+    // YAML flow style starting with "{" is not JSON but is still read.
+    assert.equal(services(parseManifestText('f.yaml', '{apiVersion: v1, kind: Service, metadata: {name: f}, spec: {ports: [{port: 80}]}}')).length, 1);
+  });
+
   it('treats a YAML syntax error as fatal for the whole file, naming the line', () => {
     const text = serviceDoc('{ports: [{port: 80}]}', '{name: fine}') + '---\napiVersion: v1\nkind: Service\nmetadata:\n  name: [broken\n';
     const r = parseManifestText('y.yaml', text);

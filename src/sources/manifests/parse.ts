@@ -47,8 +47,29 @@ function readIdentity(obj: Record<string, unknown>): { kind?: string; namespace?
   return { ...(kind ? { kind } : {}), ...(name ? { name, namespace } : {}) };
 }
 
+/**
+ * A file that is one JSON document (`kubectl get -o json`, generated lists) is read with
+ * JSON.parse: JSON is YAML, and the YAML parser's CST of a 10,000-service list peaks at hundreds
+ * of MB, which the process keeps as RSS. Anything JSON.parse refuses goes through YAML, which
+ * gives the precise errors.
+ */
+function parseJsonDocument(text: string): { value: unknown } | undefined {
+  const first = /\S/.exec(text)?.[0];
+  if (first !== '{' && first !== '[') return undefined;
+  try {
+    return { value: JSON.parse(text) as unknown };
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseManifestText(file: string, text: string, handlers: readonly KindHandler[] = defaultKindHandlers): ParsedFile {
   const result: ParsedFile = { file, syntaxError: false, objects: [], invalid: [], errors: [] };
+  const json = parseJsonDocument(text);
+  if (json !== undefined) {
+    if (json.value !== null) readObject(json.value, [], 1, undefined);
+    return result;
+  }
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
 

@@ -1,5 +1,6 @@
 // One pass over the manifest directory, remembering each file's last result so the next pass
 // can apply the last-good rules and skip re-parsing files whose text did not change.
+import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { listManifestFiles } from './files.ts';
 import type { KindHandler } from './kinds.ts';
@@ -24,8 +25,8 @@ export interface ManifestScannerOptions {
 }
 
 interface FileMemo {
-  /** undefined when the file could not be read. */
-  text: string | undefined;
+  /** Digest of the text (not the text: at 10,000 services that would be megabytes); undefined when unreadable. */
+  digest: string | undefined;
   result: FileObjects;
 }
 
@@ -61,10 +62,11 @@ export class ManifestScanner {
       const previous = this.#memo.get(t.file);
       if (t.text === undefined) {
         if (t.error?.code === 'ENOENT') continue; // deleted between listing and reading
-        next.set(t.file, { text: undefined, result: unreadableFile(t.file, `cannot read file: ${t.error?.message}`, previous?.result) });
+        next.set(t.file, { digest: undefined, result: unreadableFile(t.file, `cannot read file: ${t.error?.message}`, previous?.result) });
         continue;
       }
-      if (previous && previous.text === t.text) {
+      const digest = textDigest(t.text);
+      if (previous && previous.digest === digest) {
         next.set(t.file, previous);
         continue;
       }
@@ -74,7 +76,7 @@ export class ManifestScanner {
         continue;
       }
       const parsed = parseManifestText(t.file, t.text, this.#handlers);
-      next.set(t.file, { text: t.text, result: withLastGood(parsed, previous?.result) });
+      next.set(t.file, { digest, result: withLastGood(parsed, previous?.result) });
     }
     this.#memo = next;
     const present = [...next.keys()];
@@ -89,4 +91,8 @@ export class ManifestScanner {
       return false;
     }
   }
+}
+
+function textDigest(text: string): string {
+  return createHash('sha256').update(text).digest('base64');
 }

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ProxyPortStats } from '../proxy/manager.ts';
+import { createMetrics, oncePerScrape } from './metrics.ts';
+
+const backend = { ip: '10.244.1.2', port: 8080, ready: true, serving: true, terminating: false };
+
+function tcpPort(portName: string, accepted: number): ProxyPortStats {
+  return {
+    id: `${portName}/TCP`,
+    portName,
+    protocol: 'TCP',
+    listenPort: 40000,
+    backends: [backend],
+    usableBackends: [backend],
+    counters: { accepted, active: 1, failed: 2, bytesIn: 10, bytesOut: 20, dialErrors: 3, refused: 4, ejections: 5, idleClosed: 6 },
+  };
+}
+
+const udpPort: ProxyPortStats = {
+  id: 'kube-system/dns:dns/UDP',
+  portName: 'kube-system/dns:dns',
+  protocol: 'UDP',
+  listenPort: 40001,
+  backends: [],
+  usableBackends: [],
+  counters: {
+    flowsActive: 1,
+    flowsCreated: 2,
+    flowsExpired: 3,
+    evictions: 4,
+    flowsRerouted: 5,
+    datagramsIn: 6,
+    datagramsOut: 7,
+    bytesIn: 8,
+    bytesOut: 9,
+    drops: 10,
+    upstreamErrors: 11,
+    sendErrors: 12,
+  },
+};
+
+describe('createMetrics: per-port metrics', () => {
+  it('renders one sample per port, with the stats read once per scrape', async () => {
+    let calls = 0;
+    let ports: ProxyPortStats[] = [tcpPort('default/web:http', 7), udpPort];
+    const m = createMetrics(() => {
+      calls++;
+      return ports;
+    });
+    const text = await m.registry.metrics();
+    assert.equal(calls, 1);
+    const lines = text.split('\n');
+    for (const want of [
+      '# TYPE edgeproxy_connections_accepted_total counter',
+      'edgeproxy_connections_accepted_total{service_port="default/web:http",protocol="TCP"} 7',
+      '# TYPE edgeproxy_connections_active gauge',
+      'edgeproxy_connections_active{service_port="default/web:http",protocol="TCP"} 1',
+      'edgeproxy_connections_refused_total{service_port="default/web:http",protocol="TCP",reason="limit"} 4',
+      'edgeproxy_bytes_in_total{service_port="kube-system/dns:dns",protocol="UDP"} 8',
+      'edgeproxy_usable_backends{service_port="default/web:http",protocol="TCP"} 1',
+      'edgeproxy_udp_datagrams_total{service_port="kube-system/dns:dns",protocol="UDP",direction="out"} 7',
+      'edgeproxy_udp_datagrams_dropped_total{service_port="kube-system/dns:dns",protocol="UDP",reason="send_failed"} 12',
+    ]) {
+      assert.ok(lines.includes(want), `missing: ${want}`);
+    }
+    // TCP-only metrics carry no UDP port, and the other way round.
+    assert.ok(!text.includes('edgeproxy_connections_accepted_total{service_port="kube-system/dns:dns"'));
+    assert.ok(!text.includes('edgeproxy_udp_flows_active{service_port="default/web:http"'));
+
+    // The next scrape reads afresh; a removed port leaves no sample behind.
+    ports = [tcpPort('default/web:http', 9)];
+    const again = await m.registry.metrics();
+    assert.equal(calls, 2);
+    assert.ok(again.includes('edgeproxy_connections_accepted_total{service_port="default/web:http",protocol="TCP"} 9'));
+    assert.ok(!again.includes('kube-system/dns:dns'));
+  });
+});
+
+describe('oncePerScrape', () => {
+  it('shares one result within a synchronous pass and recomputes after it', async () => {
+    let n = 0;
+    const f = oncePerScrape(() => ++n);
+    assert.deepEqual([f(), f(), f()], [1, 1, 1]);
+    await Promise.resolve();
+    assert.equal(f(), 2);
+  });
+});
