@@ -1,7 +1,7 @@
 // Wiring and the sync loop: state → filter → listeners → rules → one iptables-restore, then
 // listeners no rule points at are closed. Every sync renders the whole ruleset (as kube-proxy's
-// syncProxyRules does), so a flushed table or a kube-proxy jump put in front is repaired by the
-// next periodic resync without any special path.
+// syncProxyRules does) and the rule backend writes only what differs, so a flushed table or a
+// kube-proxy jump put in front is repaired by the next periodic resync without any special path.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.ts';
 import type { StateStore } from '../state/store.ts';
