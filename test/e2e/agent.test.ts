@@ -1,12 +1,12 @@
 // The agent in a namespace "node" beside a real kube-proxy ruleset, with real clients.
 // Needs root and iptables: without them these tests fail (they never skip).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from '../support/cluster.ts';
-import { edgeproxy, kubeProxyRules, ourRules, portMetric, setupAgentCluster, startAgent, startKubeProxyAfterAgent } from '../support/agent.ts';
+import { edgeproxy, kubeProxyRules, ourRules, portMetric, setupAgentCluster, startAgent, startKubeProxyAfterAgent, stopAndCheckClean } from '../support/agent.ts';
 
 // kube-proxy's service chains in the fixture (see test/fixtures/README.md).
 const KP = {
@@ -121,13 +121,8 @@ test('portals layout beside kube-proxy', async (t) => {
   });
 
   await t.test('SIGTERM removes every chain and jump of ours and leaves kube-proxy untouched', async () => {
-    const code = await agent.stop('SIGTERM');
-    assert.equal(code, 0, agent.stderr());
-    const saved = await cluster.iptablesSave();
-    assert.deepEqual(ourRules(saved), []);
-    assert.deepEqual(kubeProxyRules(saved), kubeProxyBefore);
     // Traffic falls back to kube-proxy.
-    assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
+    await stopAndCheckClean(cluster, agent, kubeProxyBefore, podA, WEB);
   });
 });
 

@@ -2,7 +2,7 @@
 // Needs root and iptables: without them these tests fail (they never skip).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kubeProxyRules, ourRules, portMetric, setupAgentCluster } from '../support/agent.ts';
+import { kubeProxyRules, portMetric, setupAgentCluster, stopAndCheckClean } from '../support/agent.ts';
 
 const WEB = 'http://10.96.10.10/';
 
@@ -22,10 +22,5 @@ test('proxy.workers: 2 — one rotation over the threads, metrics summed, clean 
   assert.equal(after - before, 20, 'the scrape includes the worker thread’s connections');
 
   const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
-  const code = await agent.stop('SIGTERM');
-  assert.equal(code, 0, agent.stderr());
-  const saved = await cluster.iptablesSave();
-  assert.deepEqual(ourRules(saved), []);
-  assert.deepEqual(kubeProxyRules(saved), kubeProxyBefore);
-  assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
+  await stopAndCheckClean(cluster, agent, kubeProxyBefore, podA, WEB);
 });

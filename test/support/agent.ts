@@ -1,5 +1,6 @@
 // Runs the real agent (bin/edgeproxy.js) inside a cluster's node namespace, collects its JSON
 // logs, and reads its metrics — for e2e tests and the demo.
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, cp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -192,4 +193,17 @@ export async function setupAgentCluster(
   if (opts.kubeProxyFirst ?? true) await cluster.loadKubeProxyRules();
   if (opts.start ?? true) env.agent = await startAgent(cluster, { manifests: env.manifests, config: env.configFile });
   return env;
+}
+
+/**
+ * SIGTERM and check what a clean stop leaves: exit 0, none of our chains or jumps, kube-proxy's
+ * rules exactly as `kubeProxyBefore`, and `url` answered again (by kube-proxy) from `fromNs`.
+ */
+export async function stopAndCheckClean(cluster: Cluster, agent: RunningAgent, kubeProxyBefore: string[], fromNs: string, url: string): Promise<void> {
+  const code = await agent.stop('SIGTERM');
+  assert.equal(code, 0, agent.stderr());
+  const saved = await cluster.iptablesSave();
+  assert.deepEqual(ourRules(saved), []);
+  assert.deepEqual(kubeProxyRules(saved), kubeProxyBefore);
+  assert.match(await cluster.curl(fromNs, url), /^pod-[ab]$/);
 }

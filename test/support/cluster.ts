@@ -226,15 +226,6 @@ function removeExitHandlers(): void {
   process.off('SIGTERM', onSignal);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Parses `iptables-save -c` output of one table. */
 export function parseNatRules(saved: string): NatRule[] {
   const rules: NatRule[] = [];
