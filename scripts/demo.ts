@@ -11,7 +11,7 @@ const section = (title: string) => console.log(`\n${bold(`== ${title}`)}`);
 
 async function request(cluster: Cluster, ns: string, label: string, url: string): Promise<void> {
   const r = await cluster.exec(ns, 'curl', ['-sS', '--max-time', '3', url]);
-  console.log(`  ${label.padEnd(44)} ${r.code === 0 ? `-> ${r.stdout}` : `-> failed: ${r.stderr.trim()}`}`);
+  console.log(`  ${label.padEnd(48)} ${r.code === 0 ? `-> ${r.stdout}` : `-> failed: ${r.stderr.trim()}`}`);
 }
 
 async function showRules(cluster: Cluster): Promise<void> {
@@ -44,10 +44,15 @@ async function main(): Promise<void> {
     const podA = cluster.pod('pod-a').ns;
     section('requests from pod-a');
     for (let i = 0; i < 4; i++) await request(cluster, podA, 'web 10.96.10.10:80 (edgeproxy, round robin)', 'http://10.96.10.10/');
+    for (let i = 0; i < 3; i++) await request(cluster, podA, 'sticky 10.96.10.12:82 (edgeproxy, affinity)', 'http://10.96.10.12:82/');
+    for (let i = 0; i < 2; i++) {
+      const reply = await cluster.udp(podA, '10.96.30.30', 99).catch((err: Error) => `failed: ${err.message}`);
+      console.log(`  ${'echo-udp 10.96.30.30:99/UDP (edgeproxy)'.padEnd(48)} -> ${reply}`);
+    }
     await request(cluster, podA, 'grafana 10.96.20.20:3000 (labelled: kube-proxy)', 'http://10.96.20.20:3000/');
     await request(cluster, podA, 'kubernetes 10.96.0.1:443 (kube-proxy)', 'http://10.96.0.1:443/');
     const dig = await cluster.exec(podA, 'dig', ['+short', '+time=2', '+tries=1', '@10.96.0.10', 'web.default.svc.cluster.local']);
-    console.log(`  ${'dig @10.96.0.10 (kube-dns: kube-proxy)'.padEnd(44)} -> ${dig.stdout.trim()}`);
+    console.log(`  ${'dig @10.96.0.10 (kube-dns: kube-proxy)'.padEnd(48)} -> ${dig.stdout.trim()}`);
     await request(cluster, podA, 'empty 10.96.10.14:84 (no endpoints: reset)', 'http://10.96.10.14:84/');
     const m = await agent.metrics();
     console.log(`  agent counters: web ${portMetric(m, 'edgeproxy_connections_accepted_total', 'default/web:http')} accepted, empty ${portMetric(m, 'edgeproxy_connections_failed_total', 'default/empty:p')} refused`);
