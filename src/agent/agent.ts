@@ -120,7 +120,7 @@ export class Agent implements HealthSource {
     return this.#lastRender;
   }
 
-  /** Removes our rules first (traffic falls back to kube-proxy), then closes listeners. */
+  /** Removes our rules first (traffic falls back to kube-proxy), then closes listeners and drains. */
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     await this.#runner.stop();
@@ -129,7 +129,8 @@ export class Agent implements HealthSource {
       this.#log.info('rules removed');
       await this.#moveUdpFlows(new Set());
     } finally {
-      await this.#deps.proxy.close();
+      // New connections already go to kube-proxy; give the open ones a moment to finish.
+      await this.#deps.proxy.close({ drainMs: this.#deps.config.proxy.shutdownGracePeriod });
     }
   }
 

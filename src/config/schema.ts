@@ -79,6 +79,8 @@ export const configSchema = z.strictObject({
       tcpIdleTimeout: duration('0'),
       /** Open connections to an endpoint that was removed are closed after this long; "0" = left to end on their own. */
       removedEndpointGracePeriod: duration('0'),
+      /** On SIGTERM, after our rules are gone, open TCP connections get this long to end before they are reset. */
+      shutdownGracePeriod: duration('10s'),
       /** Concurrent connections per service port, and over all ports; new clients beyond are refused. */
       maxConnectionsPerPort: z.number().int().min(1).default(16384),
       maxConnections: z.number().int().min(1).default(65536),

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import type { Backend, Protocol } from '../model/types.ts';
 import { ProxyManager } from './manager.ts';
 import type { ProxyPortSpec } from './types.ts';
-import { LOOPBACK, backend, exchange, namedServer } from './testSupport.ts';
+import { LOOPBACK, backend, exchange, namedServer, openClient, prefixEchoServer } from './testSupport.ts';
 import { udpClient, udpNamedServer } from './udpTestSupport.ts';
 
 const silent = pino({ level: 'silent' });
@@ -111,4 +111,37 @@ test('UDP specs get a UDP listener with the udp options; stats() reports its flo
   await mgr.prepare([]);
   assert.deepEqual(await mgr.retire(), ['default/echo-udp:p/UDP']);
   assert.equal(await c1.ask(status!.listenPort, 'z', 150), undefined, 'closed: nothing answers');
+});
+
+for (const workers of [1, 2]) {
+  test(`close with a drain period (${workers} thread(s)): open connections may finish, the rest is reset at the deadline`, async (t) => {
+    const server = await prefixEchoServer('A');
+    t.after(() => server.close());
+    const manager = new ProxyManager({ logger: silent, host: LOOPBACK, workers });
+    const [status] = await manager.prepare([spec('default/echo:p/TCP', [backend(server.port)])]);
+    const finishing = await openClient(status!.listenPort);
+    const lingering = await openClient(status!.listenPort);
+    assert.equal(await finishing.ask('hi'), 'A:hi');
+    assert.equal(await lingering.ask('hi'), 'A:hi');
+
+    const started = Date.now();
+    const closing = manager.close({ drainMs: 600 });
+    // The listener is gone at once, but the open connections still work while draining.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(await finishing.ask('still there'), 'A:still there');
+    finishing.socket.end();
+    const lingeringClosed = new Promise<void>((resolve) => lingering.socket.once('close', () => resolve()));
+    await closing;
+    await lingeringClosed;
+    const took = Date.now() - started;
+    assert.ok(took >= 550 && took < 2000, `drain took ${took} ms`);
+  });
+}
+
+test('close with a drain period returns at once when nothing is open', async () => {
+  const manager = new ProxyManager({ logger: silent, host: LOOPBACK });
+  await manager.prepare([spec('default/web:http/TCP', [])]);
+  const started = Date.now();
+  await manager.close({ drainMs: 5000 });
+  assert.ok(Date.now() - started < 500);
 });

@@ -183,13 +183,19 @@ export class ProxyManager {
     await this.#pool?.refresh();
   }
 
-  /** Closes every listener; with destroyConnections, also resets their open connections. */
-  close(opts: { destroyConnections?: boolean } = {}): Promise<void> {
+  /**
+   * Closes every listener. Open TCP connections then get up to `drainMs` to end on their own
+   * (a restart of the agent need not cut requests in flight); whatever is still open after
+   * that, or at once with destroyConnections, is reset.
+   */
+  close(opts: { destroyConnections?: boolean; drainMs?: number } = {}): Promise<void> {
     return this.#serialised(async () => {
       const ids = [...this.#ports.keys()];
       const ports = ids.map((id) => this.#ports.get(id)?.port);
       await Promise.all(ids.map((id) => this.#closePort(id)));
-      if (opts.destroyConnections === true) for (const p of ports) p?.destroyConnections();
+      if (opts.destroyConnections !== true && (opts.drainMs ?? 0) > 0) await this.#drain(ports, opts.drainMs!);
+      for (const p of ports) p?.destroyConnections();
+      this.#pool?.destroyConnections();
       // Ending the threads also ends their connections, as the process exit that follows would.
       const pool = this.#pool;
       this.#pool = undefined;
@@ -240,6 +246,24 @@ export class ProxyManager {
       ...(udp.idleTimeoutMs !== undefined && { idleTimeoutMs: udp.idleTimeoutMs }),
       ...(udp.maxFlowsPerPort !== undefined && { maxFlows: udp.maxFlowsPerPort }),
     });
+  }
+
+  /** Waits until no TCP connection is open on `ports` or in the workers, or until drainMs passed. */
+  async #drain(ports: readonly (TcpProxyPort | UdpProxyPort | undefined)[], drainMs: number): Promise<void> {
+    const deadline = Date.now() + drainMs;
+    const open = async () => {
+      let n = 0;
+      for (const p of ports) if (p instanceof TcpProxyPort) n += p.counters().active;
+      return n + ((await this.#pool?.activeConnections()) ?? 0);
+    };
+    let active = await open();
+    if (active === 0) return;
+    this.#log.info({ connections: active, drainMs }, 'listeners closed; waiting for open connections to end');
+    while (active > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100, Math.max(1, deadline - Date.now()))));
+      active = await open();
+    }
+    if (active > 0) this.#log.warn({ connections: active }, 'drain period over: resetting the connections still open');
   }
 
   /** Every port, whatever its protocol, gets its balancer here: the spec's policy and affinity. */

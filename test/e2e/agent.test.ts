@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Cluster } from '../support/cluster.ts';
+import { nodeBin, type Cluster } from '../support/cluster.ts';
 import { edgeproxy, kubeProxyRules, ourRules, portMetric, setupAgentCluster, startAgent, startKubeProxyAfterAgent, stopAndCheckClean } from '../support/agent.ts';
 
 // kube-proxy's service chains in the fixture (see test/fixtures/README.md).
@@ -16,6 +16,13 @@ const KP = {
   grafana: 'KUBE-SVC-AWA2CQSXVI7X2GE5',
 };
 const WEB = 'http://10.96.10.10/';
+/** Connects to web's ClusterIP, prints "connected", sends one request when stdin says so, prints the answer. */
+const HELD_CLIENT = `
+const s = require('node:net').connect(80, '10.96.10.10', () => console.log('connected'));
+process.stdin.once('data', () => s.write('GET / HTTP/1.1\\r\\nHost: web\\r\\nConnection: close\\r\\n\\r\\n'));
+s.on('data', (d) => process.stdout.write(d));
+s.on('end', () => process.exit(0));
+`;
 
 async function bodies(cluster: Cluster, fromNs: string, url: string, n: number): Promise<string[]> {
   const out: string[] = [];
@@ -120,7 +127,19 @@ test('portals layout beside kube-proxy', async (t) => {
     await writeFile(webFile, original);
   });
 
-  await t.test('SIGTERM removes every chain and jump of ours and leaves kube-proxy untouched', async () => {
+  await t.test('SIGTERM: rules go first, an open connection may still finish, then the agent exits clean', async () => {
+    // A client with a connection open through the agent, which sends its request only when told.
+    const client = cluster.spawn(podA, nodeBin, ['-e', HELD_CLIENT], { stdin: true });
+    let output = '';
+    client.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    await eventually('client connected', async () => output.includes('connected'));
+
+    const exited = agent.stop('SIGTERM', 15_000);
+    await agent.waitForLog((l) => l.msg === 'listeners closed; waiting for open connections to end', 5000, 'the drain');
+    assert.deepEqual(ourRules(await cluster.iptablesSave()), [], 'rules are removed before the drain');
+    client.stdin!.write('go\n');
+    await eventually('the held connection got its answer', async () => /pod-[ab]$/.test(output));
+    assert.equal(await exited, 0, agent.stderr());
     // Traffic falls back to kube-proxy.
     await stopAndCheckClean(cluster, agent, kubeProxyBefore, podA, WEB);
   });

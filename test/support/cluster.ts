@@ -102,6 +102,8 @@ export interface NatRule {
 export interface SpawnOptions {
   /** stdout/stderr handling (stdin is always ignored); default 'pipe'. */
   stdio?: 'pipe' | 'inherit' | 'ignore';
+  /** Give the process a writable stdin (default: none). */
+  stdin?: boolean;
   /** Extra environment variables, merged over the test process's environment. */
   env?: Record<string, string>;
 }
@@ -368,7 +370,7 @@ export async function createCluster(opts: ClusterOptions = {}): Promise<Cluster>
 
   const spawn = (ns: string, cmd: string, args: readonly string[] = [], spawnOpts: SpawnOptions = {}): ChildProcess => {
     const out = spawnOpts.stdio ?? 'pipe';
-    const child = spawnChild('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', out, out], env: childEnv(spawnOpts.env) });
+    const child = spawnChild('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: [spawnOpts.stdin ? 'pipe' : 'ignore', out, out], env: childEnv(spawnOpts.env) });
     children.add(child);
     child.on('error', () => children.delete(child));
     child.on('exit', () => children.delete(child));

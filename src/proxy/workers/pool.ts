@@ -145,6 +145,14 @@ export class TcpWorkerPool {
     return this.#workers.map((w) => w.counters.get(id));
   }
 
+  /** TCP connections still open in the worker threads, on open and closed (draining) listeners. */
+  async activeConnections(): Promise<number> {
+    await this.refresh();
+    let n = 0;
+    for (const w of this.#workers) for (const c of w.counters.values()) n += c.active;
+    return n;
+  }
+
   /** Ends the threads (their listeners and connections close with them). */
   async stop(): Promise<void> {
     this.#open.clear();
