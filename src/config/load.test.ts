@@ -22,6 +22,12 @@ test('durations and nested fields parse', () => {
   assert.equal(c.serviceCIDR, '10.96.0.0/16');
 });
 
+test('proxy.portRange: absent or "" = kernel-chosen, "FROM-TO" parsed', () => {
+  assert.equal(parseConfig({}, 'x').proxy.portRange, undefined);
+  assert.equal(parseConfig({ proxy: { portRange: '' } }, 'x').proxy.portRange, undefined);
+  assert.deepEqual(parseConfig({ proxy: { portRange: '40000-49999' } }, 'x').proxy.portRange, { from: 40000, to: 49999 });
+});
+
 const bad: Array<[string, unknown, RegExp]> = [
   ['unknown top-level field', { layuot: 'portals' }, /cfg\.yaml: invalid config:\n {2}layuot: unknown field/],
   ['unknown nested field', { iptables: { syncPeriodd: '1s' } }, /iptables\.syncPeriodd: unknown field/],
@@ -30,6 +36,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['bad CIDR', { serviceCIDR: '10.96.0.0' }, /serviceCIDR: must be an IPv4 CIDR/],
   ['bad ignore entry', { ignoreServices: ['web'] }, /ignoreServices\.0: must be "namespace\/name"/],
   ['bad bind address', { proxy: { bindAddress: 'localhost' } }, /proxy\.bindAddress: must be an IPv4 address/],
+  ['port range below 1024', { proxy: { portRange: '80-90' } }, /proxy\.portRange: must satisfy 1024 ≤ FROM ≤ TO ≤ 65535/],
+  ['port range not FROM-TO', { proxy: { portRange: '40000' } }, /proxy\.portRange: must be "FROM-TO"/],
 ];
 for (const [name, value, pattern] of bad) {
   test(`rejects ${name}`, () => {

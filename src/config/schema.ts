@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { isIPv4 } from 'node:net';
 import { parseDuration } from './duration.ts';
+import { parsePortRange } from '../proxy/portAllocator.ts';
 
 const duration = (fallback: string) =>
   z
@@ -37,6 +38,8 @@ export const configSchema = z.strictObject({
       watchdog: duration('2m'),
       /** Periodic full relist as a safety net; "0" = never. */
       resyncPeriod: duration('0'),
+      /** Ask the API server (GET /apis) again whether the DestinationRule CRD is served; "0" = only at start. */
+      discoveryPeriod: duration('5m'),
     })
     .prefault({}),
   /** Rule layout: "portals" (KUBE-PORTALS-CONTAINER/HOST) or "edge-mesh" (EDGE-MESH root chain). */
@@ -89,6 +92,16 @@ export const configSchema = z.strictObject({
        * CPU. Default 1: each extra thread costs one fd and its share of memory per TCP port.
        */
       workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
+      /** Listener ports "FROM-TO" (like kube-proxy's --proxy-port-range); "" = kernel-chosen. */
+      portRange: z
+        .string()
+        .default('')
+        .transform((text, ctx) => {
+          const range = parsePortRange(text);
+          if (range === undefined || !('error' in range)) return range;
+          ctx.addIssue({ code: 'custom', message: range.error });
+          return z.NEVER;
+        }),
     })
     .prefault({}),
   udp: z

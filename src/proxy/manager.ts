@@ -1,5 +1,6 @@
 // Keeps one user-space listener per proxied service port in step with the agent's desired
 // state: opens listeners before the rules pointing at them exist, closes them after.
+import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort } from './tcpPort.ts';
@@ -12,6 +13,7 @@ import { ReconfigurableBalancer, policyLabel, type BalancerOptions } from './bal
 import { TcpWorkerPool } from './workers/pool.ts';
 import { newSharedRotation, type SharedRotation } from './roundRobin.ts';
 import { addCounters } from './workers/counters.ts';
+import { PortAllocator, formatPortRange, type PortRange } from './portAllocator.ts';
 
 export interface ProxyManagerOptions {
   logger: Logger;
@@ -35,6 +37,11 @@ export interface ProxyManagerOptions {
    * sessionAffinity ports, which stay on the main thread so a client's table is one table.
    */
   workers?: number;
+  /**
+   * Listener ports come from this range (config proxy.portRange), one allocator per protocol;
+   * unset: the kernel picks them. A port that finds the range used up is not served.
+   */
+  portRange?: PortRange;
 }
 
 /** Per listener; `protocol` tells which counters it has. */
@@ -65,6 +72,15 @@ interface Entry {
   rotation?: SharedRotation;
 }
 
+/** Listens on the port without SO_REUSEPORT and closes again: rejects (EADDRINUSE) when anyone holds it. */
+function probeTcpPort(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+  });
+}
+
 /** Worker threads serve a TCP port unless it has session affinity (one table per port). */
 const servedByWorkers = (spec: ProxyPortSpec): boolean => spec.protocol === 'TCP' && spec.sessionAffinitySeconds === undefined;
 
@@ -79,6 +95,11 @@ export class ProxyManager {
   #budget: ConnectionBudget | undefined;
   /** TCP worker threads, started with the first TCP port when workers > 1. */
   #pool: TcpWorkerPool | undefined;
+  /** Listener ports of the configured range, per protocol (TCP and UDP ports are separate spaces). */
+  #allocators = new Map<'TCP' | 'UDP', PortAllocator>();
+  /** Ids left unserved because the range was used up: logged once, not on every sync. */
+  #unserved = new Set<string>();
+  #workerRestarts = 0;
 
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
@@ -102,6 +123,7 @@ export class ProxyManager {
         ...(this.#opts.host !== undefined && { host: this.#opts.host }),
         ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
         ...(this.#budget !== undefined && { totalBudget: this.#budget }),
+        onRestart: () => this.#workerRestarts++,
       });
       this.#log.info({ threads: this.#pool.threads + 1 }, 'TCP proxy worker threads started');
     }
@@ -124,6 +146,7 @@ export class ProxyManager {
         if (!tcp.has(spec.id)) tcp.set(spec.id, spec);
       }
       this.#wanted = new Set(tcp.keys());
+      for (const id of this.#unserved) if (!this.#wanted.has(id)) this.#unserved.delete(id);
 
       const opening: Promise<void>[] = [];
       for (const spec of tcp.values()) {
@@ -178,6 +201,11 @@ export class ProxyManager {
     });
   }
 
+  /** TCP worker threads restarted after they died (edgeproxy_worker_restarts_total). */
+  get workerRestarts(): number {
+    return this.#workerRestarts;
+  }
+
   /** Fetches the worker threads' counters, so the next stats() is current (call before a scrape). */
   async refreshStats(): Promise<void> {
     await this.#pool?.refresh();
@@ -210,35 +238,91 @@ export class ProxyManager {
     const balancer = rotation !== undefined ? new ReconfigurableBalancer(spec, { ...this.#opts.balancing, rotation }) : this.#balancerFor(spec);
     const maxPerPort = this.#opts.tcp?.maxConnections;
     const portBudget = pool !== undefined && maxPerPort !== undefined ? ConnectionBudget.shared(maxPerPort) : undefined;
-    const port = spec.protocol === 'UDP' ? this.#udpPort(spec, balancer) : new TcpProxyPort({
-      id: spec.id,
-      balancer,
-      logger: this.#log,
-      backends: spec.backends,
-      ...this.#opts.tcp,
-      ...(pool !== undefined && { reusePort: true }),
-      ...(portBudget !== undefined && { portBudget }),
-      ...(this.#budget !== undefined && { connectionBudget: this.#budget }),
-      ...(this.#opts.host !== undefined && { host: this.#opts.host }),
-      ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
-      ...(this.#opts.connect !== undefined && { connect: this.#opts.connect }),
-    });
+    // A fresh listener per bind attempt: a range may need several.
+    const makePort = (listenPort: number): TcpProxyPort | UdpProxyPort =>
+      spec.protocol === 'UDP'
+        ? this.#udpPort(spec, balancer, listenPort)
+        : new TcpProxyPort({
+            id: spec.id,
+            port: listenPort,
+            balancer,
+            logger: this.#log,
+            backends: spec.backends,
+            ...this.#opts.tcp,
+            ...(pool !== undefined && { reusePort: true }),
+            ...(portBudget !== undefined && { portBudget }),
+            ...(this.#budget !== undefined && { connectionBudget: this.#budget }),
+            ...(this.#opts.host !== undefined && { host: this.#opts.host }),
+            ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
+            ...(this.#opts.connect !== undefined && { connect: this.#opts.connect }),
+          });
     try {
-      const listenPort = await port.listen();
+      const port = await this.#listen(spec, makePort);
+      if (port === undefined) return;
+      const listenPort = port.port;
       const entry: Entry = { spec, port, balancer, ...(portBudget !== undefined && { portBudget }), ...(rotation !== undefined && { rotation }) };
       this.#ports.set(spec.id, entry);
       // The workers listen before prepare() returns, so a rule never points at a half-open port.
       if (pool !== undefined) await this.#syncWorkers(entry);
       this.#log.info({ proxyPort: spec.id, listenPort }, 'proxy listener opened');
     } catch (err) {
+      if (!this.#ports.has(spec.id)) this.#allocatorFor(spec)?.release(spec.id);
       this.#log.error({ err, proxyPort: spec.id }, 'proxy listener failed to open');
     }
   }
 
-  #udpPort(spec: ProxyPortSpec, balancer: ReconfigurableBalancer): UdpProxyPort {
+  #allocatorFor(spec: ProxyPortSpec): PortAllocator | undefined {
+    const range = this.#opts.portRange;
+    if (range === undefined || (spec.protocol !== 'TCP' && spec.protocol !== 'UDP')) return undefined;
+    let alloc = this.#allocators.get(spec.protocol);
+    if (alloc === undefined) this.#allocators.set(spec.protocol, (alloc = new PortAllocator(range)));
+    return alloc;
+  }
+
+  /**
+   * Binds the spec's listener: on a kernel-chosen port, or on the next free port of the range,
+   * skipping ports another process holds. Undefined when the range has no port left for it.
+   */
+  async #listen<P extends TcpProxyPort | UdpProxyPort>(spec: ProxyPortSpec, makePort: (listenPort: number) => P): Promise<P | undefined> {
+    const alloc = this.#allocatorFor(spec);
+    if (alloc === undefined) {
+      const port = makePort(0);
+      await port.listen();
+      return port;
+    }
+    // Each free port is tried at most once: one that fails goes to the end of the queue.
+    for (let tries = Math.max(1, alloc.available); tries > 0; tries--) {
+      const listenPort = alloc.allocate(spec.id);
+      if (listenPort === undefined) break;
+      const port = makePort(listenPort);
+      try {
+        // SO_REUSEPORT would silently join another process's SO_REUSEPORT listener on the port;
+        // a plain bind first fails on it instead.
+        if (spec.protocol === 'TCP' && this.#pool !== undefined) await probeTcpPort(this.#opts.host ?? '0.0.0.0', listenPort);
+        await port.listen();
+        this.#unserved.delete(spec.id);
+        return port;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+        alloc.markHeldElsewhere(spec.id);
+        this.#log.warn({ proxyPort: spec.id, listenPort }, 'listener port held by another process; trying the next one of the range');
+      }
+    }
+    if (!this.#unserved.has(spec.id)) {
+      this.#unserved.add(spec.id);
+      this.#log.warn(
+        { proxyPort: spec.id, portRange: formatPortRange(alloc.range), heldElsewhere: alloc.heldElsewhere.length },
+        'no free listener port left in proxy.portRange: this port is not served (kube-proxy keeps handling it)',
+      );
+    }
+    return undefined;
+  }
+
+  #udpPort(spec: ProxyPortSpec, balancer: ReconfigurableBalancer, listenPort: number): UdpProxyPort {
     const udp = this.#opts.udp ?? {};
     return new UdpProxyPort({
       id: spec.id,
+      port: listenPort,
       balancer,
       logger: this.#log,
       backends: spec.backends,
@@ -276,6 +360,7 @@ export class ProxyManager {
     if (entry === undefined) return;
     this.#ports.delete(id);
     await Promise.all([entry.port.close(), this.#pool?.close(id)]);
+    this.#allocatorFor(entry.spec)?.release(id);
     this.#log.info({ proxyPort: id }, 'proxy listener closed');
   }
 

@@ -77,6 +77,19 @@ describe('createMetrics: per-port metrics', () => {
   });
 });
 
+describe('createMetrics: worker restarts', () => {
+  it('edgeproxy_worker_restarts_total reads the proxy at scrape time (0 without workers)', async () => {
+    let restarts = 0;
+    const m = createMetrics(() => [], () => restarts);
+    assert.ok((await m.registry.metrics()).split('\n').includes('edgeproxy_worker_restarts_total 0'));
+    restarts = 2;
+    const lines = (await m.registry.metrics()).split('\n');
+    assert.ok(lines.includes('# TYPE edgeproxy_worker_restarts_total counter'));
+    assert.ok(lines.includes('edgeproxy_worker_restarts_total 2'));
+    assert.ok((await createMetrics(() => []).registry.metrics()).includes('edgeproxy_worker_restarts_total 0'));
+  });
+});
+
 describe('oncePerScrape', () => {
   it('shares one result within a synchronous pass and recomputes after it', async () => {
     let n = 0;

@@ -64,7 +64,7 @@ export interface AgentMetrics {
   lastSyncSuccess: Gauge;
 }
 
-export function createMetrics(proxyStats: () => readonly ProxyPortStats[]): AgentMetrics {
+export function createMetrics(proxyStats: () => readonly ProxyPortStats[], workerRestarts: () => number = () => 0): AgentMetrics {
   const registry = new Registry();
   const isTcp = (s: ProxyPortStats): s is TcpPortStats => s.protocol === 'TCP';
   const isUdp = (s: ProxyPortStats): s is UdpPortStats => s.protocol === 'UDP';
@@ -127,6 +127,10 @@ export function createMetrics(proxyStats: () => readonly ProxyPortStats[]): Agen
     no_backend: (s) => s.counters.drops,
     send_failed: (s) => s.counters.sendErrors,
   });
+
+  new ScrapeTimeMetric(registry, 'edgeproxy_worker_restarts_total', 'TCP proxy worker threads restarted after they died (proxy.workers > 1).', 'counter', () => [
+    { labels: {}, value: workerRestarts() },
+  ]);
 
   return {
     registry,

@@ -20,6 +20,7 @@ test('proxy.workers: 2 — one rotation over the threads, metrics summed, clean 
   assert.deepEqual(new Set(answers), new Set(['pod-a', 'pod-b']));
   const after = portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http');
   assert.equal(after - before, 20, 'the scrape includes the worker thread’s connections');
+  assert.equal((await agent.metrics()).get('edgeproxy_worker_restarts_total'), 0, 'exported, and no thread died');
 
   const kubeProxyBefore = kubeProxyRules(await cluster.iptablesSave());
   await stopAndCheckClean(cluster, agent, kubeProxyBefore, podA, WEB);

@@ -176,6 +176,16 @@ export class FakeApiServer {
     for (const w of [...this.#watches]) if (!resource || w.resource === resource) this.#endWatch(w);
   }
 
+  /**
+   * Installs or removes the DestinationRule CRD: networking.istio.io appears in or leaves GET /apis.
+   * Removing it ends the open DestinationRule watches, as the API server does; the stored objects
+   * stay, so installing it again serves them again.
+   */
+  serveDestinationRules(on: boolean): void {
+    this.destinationRules = on;
+    if (!on) this.closeWatches('destinationrules');
+  }
+
   /** Sends a BOOKMARK to every watch that asked for them. */
   bookmark(): void {
     for (const w of this.#watches) {

@@ -57,3 +57,18 @@ test('plan: an invalid document is named, skipped, and the rest is still planned
   assert.match(text(), /error: .*bad\.yaml doc 1 Service default\/bad: spec\.ports\[0\]\.port: .*70000/);
   assert.match(text(), /default\/web +10\.96\.10\.10/);
 });
+
+test('plan: with proxy.portRange the rules show the ports a fresh start assigns, and what the range cannot hold', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'edgeproxy-plan-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'config.yaml'), 'proxy:\n  portRange: "45000-45001"\n');
+  const { out, text } = capture();
+  assert.equal(await planCommand({ manifests: examples, config: join(dir, 'config.yaml') }, out), 0);
+  assert.match(text(), /listener ports from proxy\.portRange 45000-45001/);
+  const toPorts = text().split('\n').filter((l) => l.startsWith('-A KUBE-PORTALS-HOST')).map((l) => /--comment "([^"]+)".*--to-ports (\d+)/.exec(l)!.slice(1).join('='));
+  // Three TCP ports and one UDP port: TCP and UDP each number from 45000; the third TCP port gets none.
+  assert.equal(toPorts.length, 3);
+  assert.ok(toPorts.includes('default/echo-udp:p=45000'));
+  assert.ok(toPorts.every((p) => /=4500[01]$/.test(p)));
+  assert.match(text(), /# proxy\.portRange used up, left to kube-proxy: \S+\/TCP/);
+});

@@ -8,8 +8,9 @@ import { computeDesired, desiredRules, type Desired } from '../../agent/desired.
 import { renderRules } from '../../rules/render.ts';
 import { backendId } from '../../model/types.ts';
 import { policyLabel } from '../../proxy/balancers/index.ts';
+import { PortAllocator, formatPortRange, type PortRange } from '../../proxy/portAllocator.ts';
 
-/** Listener ports are picked by the kernel when the agent starts; the plan numbers them from here. */
+/** Without proxy.portRange the kernel picks listener ports at start; the plan numbers them from here. */
 const ILLUSTRATIVE_FIRST_PORT = 40000;
 
 export async function planCommand(opts: { manifests?: string; config?: string }, out: NodeJS.WritableStream): Promise<number> {
@@ -25,14 +26,40 @@ export async function planCommand(opts: { manifests?: string; config?: string },
   if (loaded.errors.length > 0) out.write('(invalid documents are skipped; everything else is planned)\n\n');
 
   out.write(serviceTable(desired));
-  const listenPorts = new Map<string, number>();
-  for (const spec of desired.proxySpecs) listenPorts.set(spec.id, ILLUSTRATIVE_FIRST_PORT + listenPorts.size);
+  const listenPorts = planListenPorts(desired, config.proxy.portRange);
   const rendered = renderRules(desiredRules(desired, listenPorts, { layout: config.layout, ...(config.serviceCIDR ? { serviceCIDR: config.serviceCIDR } : {}) }));
-  out.write(`\n# nat rules for layout "${config.layout}" (listener ports are assigned at start; shown from ${ILLUSTRATIVE_FIRST_PORT})\n`);
+  const portsNote =
+    config.proxy.portRange === undefined
+      ? `listener ports are assigned at start; shown from ${ILLUSTRATIVE_FIRST_PORT}`
+      : `listener ports from proxy.portRange ${formatPortRange(config.proxy.portRange)}, as a fresh start with every port free would assign them`;
+  out.write(`\n# nat rules for layout "${config.layout}" (${portsNote})\n`);
+  const unserved = desired.proxySpecs.filter((spec) => (spec.protocol === 'TCP' || spec.protocol === 'UDP') && !listenPorts.has(spec.id));
+  if (unserved.length > 0) out.write(`# proxy.portRange used up, left to kube-proxy: ${unserved.map((spec) => spec.id).join(', ')}\n`);
   for (const chain of rendered.chains) out.write(`:${chain} - [0:0]\n`);
   for (const jump of rendered.jumps) out.write(`-I ${jump.chain} 1 -m comment --comment "${jump.comment}" -j ${jump.target}\n`);
   for (const rule of rendered.rules) out.write(`${rule}\n`);
   return loaded.errors.length > 0 ? 1 : 0;
+}
+
+/**
+ * With a range: the ports a fresh agent assigns (in spec order, per protocol, as ProxyManager's
+ * allocators do when no port is held elsewhere); ports beyond the range get none, as in the agent.
+ */
+function planListenPorts(desired: Desired, range: PortRange | undefined): Map<string, number> {
+  const listenPorts = new Map<string, number>();
+  const allocators = new Map<string, PortAllocator>();
+  for (const spec of desired.proxySpecs) {
+    if (range === undefined) {
+      listenPorts.set(spec.id, ILLUSTRATIVE_FIRST_PORT + listenPorts.size);
+      continue;
+    }
+    if (spec.protocol !== 'TCP' && spec.protocol !== 'UDP') continue;
+    let alloc = allocators.get(spec.protocol);
+    if (alloc === undefined) allocators.set(spec.protocol, (alloc = new PortAllocator(range)));
+    const port = alloc.allocate(spec.id);
+    if (port !== undefined) listenPorts.set(spec.id, port);
+  }
+  return listenPorts;
 }
 
 export function serviceTable(desired: Desired): string {

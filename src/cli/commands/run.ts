@@ -80,6 +80,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
         watchTimeoutMs: config.kubernetes.watchTimeout,
         watchdogMs: config.kubernetes.watchdog,
         resyncPeriodMs: config.kubernetes.resyncPeriod,
+        discoveryPeriodMs: config.kubernetes.discoveryPeriod,
       })
     : undefined;
   // Both feed one store; the first sync waits for every source's initial load.
@@ -102,10 +103,11 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     },
     maxConnections: config.proxy.maxConnections,
     workers: config.proxy.workers === 'auto' ? availableParallelism() : config.proxy.workers,
+    ...(config.proxy.portRange !== undefined && { portRange: config.proxy.portRange }),
     udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
   });
   const iptables = new Iptables({ runner: spawnRunner, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
-  const metrics = createMetrics(() => proxy.stats());
+  const metrics = createMetrics(() => proxy.stats(), () => proxy.workerRestarts);
   const sourceStatus = () => kubernetesSource?.status() ?? [];
   registerSourceMetrics(metrics.registry, sourceStatus);
   const conntrack = new Conntrack({ runner: spawnRunner, logger });

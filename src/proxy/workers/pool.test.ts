@@ -7,7 +7,8 @@ import { pino } from 'pino';
 import type { Backend } from '../../model/types.ts';
 import { ProxyManager } from '../manager.ts';
 import type { ProxyPortSpec } from '../types.ts';
-import { LOOPBACK, backend, exchange, namedServer, startServer, waitFor } from '../testSupport.ts';
+import { LOOPBACK, backend, exchange, namedServer, servers, startProxy, startServer, waitFor, type TestServer } from '../testSupport.ts';
+import { TcpWorkerPool } from './pool.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -124,4 +125,84 @@ test('round robin is one rotation over all threads', async (t) => {
   assert.equal(order.length, 3, `first three differ: ${seen.join('')}`);
   for (let i = 0; i < 30; i++) assert.equal(seen[i], order[i % 3], `strict rotation: ${seen.join('')}`);
   assert.ok(accepted(mgr) < 30, 'the worker served some of them');
+});
+
+// The pool on its own: a main-thread listener (SO_REUSEPORT) and one worker thread on its port.
+async function poolWithPort(t: import('node:test').TestContext, backendPort: number, backoff = { initialMs: 50, maxMs: 10_000 }) {
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) });
+  let restarted = 0;
+  const pool = new TcpWorkerPool({ threads: 1, logger, host: LOOPBACK, tuning: {}, restartBackoff: backoff, onRestart: () => restarted++ });
+  t.after(() => pool.stop());
+  const main = await startProxy(t, { reusePort: true, backends: [backend(backendPort)] });
+  const s = spec([backend(backendPort)]);
+  await pool.open(s, main.port);
+  return { pool, main, logs, restarts: () => restarted };
+}
+
+/** Retries until the port answers (a restarted worker listens shortly after it starts). */
+async function until(port: number, want: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await exchange(port)).data !== want) {
+    if (Date.now() > deadline) assert.fail(`port ${port} did not answer ${want} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const workerAccepted = (pool: TcpWorkerPool): number => pool.countersByWorker('default/web:http/TCP')[0]?.accepted ?? 0;
+
+test('a worker that dies is restarted and listens again on the port, with the spec as updated meanwhile', async (t) => {
+  const [a, b] = (await servers(t, namedServer('A'), namedServer('B'))) as [TestServer, TestServer];
+  const { pool, main, logs, restarts } = await poolWithPort(t, a.port);
+  const port = main.port;
+  for (let i = 0; i < 40; i++) assert.equal((await exchange(main.port)).data, 'A');
+  await pool.refresh();
+  const before = workerAccepted(pool);
+  assert.ok(before > 0, 'the first worker took some connections');
+
+  pool.crashForTest(1, 'boom');
+  // While it is dead, the port moves to B: the replacement must open it with B.
+  await waitFor(() => logs.some((l) => l['msg'] === 'proxy worker thread died; the other threads serve its ports until it is restarted'), 3000);
+  pool.update(spec([backend(b.port)]));
+  main.update([backend(b.port)]);
+  await waitFor(() => pool.restarts === 1, 3000);
+  assert.equal(restarts(), 1);
+
+  const died = logs.filter((l) => l['level'] === 40);
+  assert.equal(died.length, 1, 'one warning per restart');
+  assert.equal(died[0]!['worker'], 1);
+  assert.equal(died[0]!['restartInMs'], 50);
+  assert.match(String((died[0]!['err'] as { message?: string } | undefined)?.message), /boom/);
+
+  // Only the new worker listens once the main thread's listener is gone: every answer is its.
+  await main.close();
+  await until(port, 'B');
+  for (let i = 0; i < 20; i++) assert.equal((await exchange(port)).data, 'B');
+  await pool.refresh();
+  assert.ok(workerAccepted(pool) >= 20, `the new worker counted ${workerAccepted(pool)}`);
+  assert.ok(pool.counters('default/web:http/TCP')!.accepted >= before + 20, "the dead worker's counts stay in the totals");
+});
+
+test('a worker dying in a loop is restarted with a doubling delay', async (t) => {
+  const [a] = (await servers(t, namedServer('A'))) as [TestServer];
+  const { pool, logs } = await poolWithPort(t, a.port, { initialMs: 40, maxMs: 10_000 });
+  for (let n = 1; n <= 3; n++) {
+    pool.crashForTest(1);
+    await waitFor(() => pool.restarts === n, 5000);
+  }
+  assert.deepEqual(logs.filter((l) => l['level'] === 40).map((l) => l['restartInMs']), [40, 80, 160]);
+});
+
+test('stop() ends every thread and no worker is restarted afterwards, not even one that just died', async (t) => {
+  const [a] = (await servers(t, namedServer('A'))) as [TestServer];
+  const { pool, main, logs, restarts } = await poolWithPort(t, a.port);
+  const port = main.port;
+  pool.crashForTest(1);
+  await waitFor(() => logs.some((l) => l['level'] === 40), 3000); // dead, its restart scheduled
+  await pool.stop();
+  await main.close();
+  await new Promise((r) => setTimeout(r, 300)); // well past the 50 ms restart delay
+  assert.equal(pool.restarts, 0);
+  assert.equal(restarts(), 0);
+  assert.equal((await exchange(port)).error?.code, 'ECONNREFUSED', 'nothing listens any more');
 });

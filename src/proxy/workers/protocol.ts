@@ -24,7 +24,9 @@ export type ToWorker =
   | { type: 'update'; spec: ProxyPortSpec }
   | { type: 'close'; reqId: number; id: string }
   | { type: 'destroyConnections' }
-  | { type: 'stats'; reqId: number };
+  | { type: 'stats'; reqId: number }
+  /** Tests only: throw an uncaught error, as a crashing worker would. */
+  | { type: 'crash'; message: string };
 
 export type FromWorker =
   | { type: 'done'; reqId: number; error?: string }

@@ -78,6 +78,12 @@ async function handle(msg: ToWorker): Promise<void> {
       for (const { port: p } of ports.values()) p.destroyConnections();
       for (const list of draining.values()) for (const p of list) p.destroyConnections();
       return;
+    case 'crash':
+      // Outside the message queue's catch: an uncaught error ends the thread.
+      setImmediate(() => {
+        throw new Error(msg.message);
+      });
+      return;
     case 'stats': {
       const out = new Map<string, TcpProxyCounters>();
       for (const [id, { port: p }] of ports) out.set(id, p.counters());

@@ -279,3 +279,67 @@ test('DestinationRule CRD present: discovered, listed in the preferred version, 
   api.remove('DestinationRule', 'default', 'web-lb');
   await eventually('deleted', () => rules().size === 0);
 });
+
+test('DestinationRule CRD installed later: periodic discovery starts the informer; removed: stops it and drops its rules', async (t) => {
+  const { api, store, source, logs } = await setup(t, { destinationRules: false, source: { discoveryPeriodMs: 50 } });
+  const rules = () => store.snapshot().destinationRules;
+  const sources = () => source.status().map((s) => s.source);
+  assert.deepEqual(sources(), ['kubernetes/services', 'kubernetes/endpointslices']);
+  const rule = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'DestinationRule',
+    metadata: { name: 'web-lb', namespace: 'default' },
+    spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } },
+  };
+  api.apply(rule); // stored, not served until the CRD is
+  await sleep(150);
+  assert.equal(api.count('list', 'destinationrules'), 0, 'nothing listed while the group is absent');
+  assert.equal(rules().size, 0);
+
+  api.serveDestinationRules(true);
+  await eventually('listed once the group appears', () => rules().get('default/web-lb')?.loadBalancer?.policy === 'RANDOM');
+  assert.deepEqual(sources(), ['kubernetes/services', 'kubernetes/endpointslices', 'kubernetes/destinationrules']);
+  assert.equal(logs.filter((l) => l['msg'] === 'DestinationRule CRD appeared: watching DestinationRules').length, 1);
+  await eventually('watching', () => api.openWatches('destinationrules') === 1);
+  api.apply({ ...rule, spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } } });
+  await eventually('events flow', () => rules().get('default/web-lb')?.loadBalancer?.policy === 'ROUND_ROBIN');
+  await sleep(150);
+  assert.equal(api.count('list', 'destinationrules'), 1, 'later checks leave the running informer alone');
+
+  api.serveDestinationRules(false);
+  await eventually('rules dropped when the group goes', () => rules().size === 0);
+  assert.deepEqual(sources(), ['kubernetes/services', 'kubernetes/endpointslices']);
+  assert.equal(logs.filter((l) => l['msg'] === 'DestinationRule CRD gone: stopped watching DestinationRules, their policies are dropped').length, 1);
+  await sleep(100);
+  const lists = api.count('list', 'destinationrules');
+  await sleep(400); // well past the watcher's 100 ms retry: it is gone, not retrying
+  assert.equal(api.count('list', 'destinationrules'), lists);
+  assert.equal(api.openWatches('destinationrules'), 0);
+
+  // And back again, with the objects it still holds.
+  api.serveDestinationRules(true);
+  await eventually('back', () => rules().get('default/web-lb')?.loadBalancer?.policy === 'ROUND_ROBIN');
+  assert.ok(svc(store, 'default/web'), 'services untouched throughout');
+});
+
+test('periodic discovery: an unreachable API server leaves the DestinationRule informer and its rules; stop() ends the checks', async (t) => {
+  const { api, store, source, logs } = await setup(t, { destinationRules: true, source: { discoveryPeriodMs: 50 } });
+  api.apply({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'DestinationRule',
+    metadata: { name: 'web-lb', namespace: 'default' },
+    spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } },
+  });
+  await eventually('rule in', () => store.snapshot().destinationRules.size === 1);
+  const discoveries = () => api.requests.filter((r) => r.path === '/apis').length;
+  await eventually('checked periodically', () => discoveries() >= 3);
+  await api.close();
+  const failed = () => logs.filter((l) => l['msg'] === 'API discovery failed: DestinationRules left as they are until the next check').length;
+  await eventually('a failed check is logged', () => failed() >= 2);
+  assert.ok(source.status().some((s) => s.source === 'kubernetes/destinationrules'), 'informer kept');
+  assert.equal(store.snapshot().destinationRules.size, 1, 'rules kept');
+  await source.stop();
+  const after = failed();
+  await sleep(200);
+  assert.equal(failed(), after, 'no discovery after stop()');
+});

@@ -1,7 +1,9 @@
 // The Kubernetes API source: Services, EndpointSlices and (when the CRD is served) Istio
 // DestinationRules, each through its own informer, converted with the manifest source's schemas
 // and sent to the StateSink. start() resolves only once every kind's initial list is in the sink,
-// so the agent never programs rules from a partial view.
+// so the agent never programs rules from a partial view. Whether networking.istio.io is served is
+// checked again every discoveryPeriodMs: Istio installed (or removed) later starts (or stops) the
+// DestinationRule informer without a restart.
 import { ApisApi, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -24,6 +26,8 @@ export interface KubernetesSourceOptions {
   resyncPeriodMs?: number;
   /** Watch DestinationRules when the API server serves networking.istio.io (default true). */
   destinationRules?: boolean;
+  /** Ask again (GET /apis) whether networking.istio.io is served this often (default 5 min); 0: only at start. */
+  discoveryPeriodMs?: number;
   backoff?: BackoffOptions;
   now?: () => number;
 }
@@ -43,6 +47,15 @@ export class KubernetesSource {
   #stopped = false;
   #discovery: Promise<void> | undefined;
   #abort = new AbortController();
+  /** The DestinationRule informer, while the group is served. */
+  #destinationRules: { watcher: ResourceWatcher; version: string } | undefined;
+  /**
+   * One set of handlers for every DestinationRule informer of this source: a new informer's list
+   * is diffed against what the last one sent, and a group that goes away deletes exactly that.
+   */
+  #destinationRuleHandlers: ObjectHandlers | undefined;
+  #discoveryTimer: NodeJS.Timeout | undefined;
+  #rediscovering = false;
 
   constructor(opts: KubernetesSourceOptions) {
     this.#opts = opts;
@@ -76,6 +89,8 @@ export class KubernetesSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
+    clearInterval(this.#discoveryTimer);
+    this.#destinationRules = undefined;
     await Promise.all(this.#watchers.map((w) => w.stop()));
   }
 
@@ -96,6 +111,15 @@ export class KubernetesSource {
     const { sink } = this.#opts;
     const handler = handlerFor(DESTINATION_RULES);
     if (!handler) throw new Error('no converter for DestinationRules');
+    this.#destinationRuleHandlers = objectHandlers(
+      DESTINATION_RULES,
+      handler,
+      {
+        upsert: (o) => o.kind === 'DestinationRule' && sink.upsertDestinationRule(o.value),
+        delete: (ns, name) => sink.deleteDestinationRule(ns, name),
+      },
+      this.#log.child({ source: sourceName(DESTINATION_RULES) }),
+    );
     let found: DestinationRuleDiscovery | undefined;
     for (let attempt = 0; !found && !this.#stopped; attempt++) {
       try {
@@ -107,30 +131,85 @@ export class KubernetesSource {
       }
     }
     if (!found || this.#stopped) return;
+    const period = this.#opts.discoveryPeriodMs ?? 300_000;
+    if (period > 0) {
+      this.#discoveryTimer = setInterval(() => void this.#rediscover(), period);
+      this.#discoveryTimer.unref();
+    }
     if (!found.served) {
-      this.#log.info({ group: DESTINATION_RULES.group }, 'DestinationRule CRD absent: not watching DestinationRules (restart the agent after installing Istio CRDs)');
+      this.#log.info(
+        { group: DESTINATION_RULES.group, checkAgainInMs: period > 0 ? period : undefined },
+        period > 0 ? 'DestinationRule CRD absent: not watching DestinationRules until it appears' : 'DestinationRule CRD absent: not watching DestinationRules',
+      );
       return;
     }
-    const resource: ApiResource = { ...DESTINATION_RULES, version: found.version };
-    const custom = this.#opts.kubeConfig.makeApiClient(CustomObjectsApi);
-    await this.#watch(
-      resource,
-      () => custom.listClusterCustomObject({ group: resource.group, version: resource.version, plural: resource.resource }) as Promise<KubernetesListObject<KubernetesObject>>,
-      {
-        upsert: (o) => o.kind === 'DestinationRule' && sink.upsertDestinationRule(o.value),
-        delete: (ns, name) => sink.deleteDestinationRule(ns, name),
-      },
-      handler,
-    );
+    await this.#watchDestinationRules(found.version);
   }
 
-  #watch(resource: ApiResource, list: () => Promise<KubernetesListObject<KubernetesObject>>, target: Target, handler = handlerFor(resource)): Promise<void> {
+  /** Starts the DestinationRule informer in `version`; resolves once its first list is in. */
+  #watchDestinationRules(version: string): Promise<void> {
+    const resource: ApiResource = { ...DESTINATION_RULES, version };
+    const custom = this.#opts.kubeConfig.makeApiClient(CustomObjectsApi);
+    const watcher = this.#watcher(
+      resource,
+      () => custom.listClusterCustomObject({ group: resource.group, version: resource.version, plural: resource.resource }) as Promise<KubernetesListObject<KubernetesObject>>,
+      this.#destinationRuleHandlers!,
+    );
+    this.#destinationRules = { watcher, version };
+    return watcher.start();
+  }
+
+  /** One periodic discovery check: starts, restarts or stops the DestinationRule informer. */
+  async #rediscover(): Promise<void> {
+    if (this.#rediscovering || this.#stopped) return;
+    this.#rediscovering = true;
+    try {
+      let found: DestinationRuleDiscovery;
+      try {
+        found = await this.discoverDestinationRules();
+      } catch (err) {
+        // Not a verdict on the group: leave the informer as it is until the next check.
+        this.#log.warn({ error: describeError(err) }, 'API discovery failed: DestinationRules left as they are until the next check');
+        return;
+      }
+      const version = found.served ? found.version : undefined;
+      const current = this.#destinationRules;
+      if (this.#stopped || current?.version === version) return;
+      const { group } = DESTINATION_RULES;
+      if (current !== undefined) {
+        this.#destinationRules = undefined;
+        this.#watchers = this.#watchers.filter((w) => w !== current.watcher);
+        await current.watcher.stop();
+        if (version === undefined) {
+          // Their objects are gone with the CRD; what we sent from them must go too.
+          this.#destinationRuleHandlers!.relisted([]);
+          this.#log.info({ group }, 'DestinationRule CRD gone: stopped watching DestinationRules, their policies are dropped');
+          return;
+        }
+        if (this.#stopped) return;
+        this.#log.info({ group, from: current.version, version }, 'DestinationRule preferred version changed: watching the new one');
+      } else {
+        this.#log.info({ group, version }, 'DestinationRule CRD appeared: watching DestinationRules');
+      }
+      // Not awaited: the next checks run meanwhile, and the informer retries its first list on its own.
+      void this.#watchDestinationRules(version!);
+    } finally {
+      this.#rediscovering = false;
+    }
+  }
+
+  #watch(resource: ApiResource, list: () => Promise<KubernetesListObject<KubernetesObject>>, target: Target): Promise<void> {
+    const handler = handlerFor(resource);
     if (!handler) throw new Error(`no converter for ${apiVersionOf(resource)} ${resource.kind}`);
+    return this.#watcher(resource, list, objectHandlers(resource, handler, target, this.#log.child({ source: sourceName(resource) }))).start();
+  }
+
+  #watcher(resource: ApiResource, list: () => Promise<KubernetesListObject<KubernetesObject>>, handlers: ObjectHandlers): ResourceWatcher {
     const watcher = new ResourceWatcher({
       kubeConfig: this.#opts.kubeConfig,
       resource,
       list,
-      handlers: objectHandlers(resource, handler, target, this.#log.child({ source: sourceName(resource) })),
+      handlers,
       logger: this.#log,
       watchTimeoutMs: this.#opts.watchTimeoutMs ?? 300_000,
       watchdogMs: this.#opts.watchdogMs ?? 120_000,
@@ -139,7 +218,7 @@ export class KubernetesSource {
       ...(this.#opts.now ? { now: this.#opts.now } : {}),
     });
     this.#watchers.push(watcher);
-    return watcher.start();
+    return watcher;
   }
 }
 
