@@ -1,6 +1,7 @@
 // Round robin: each new connection goes to the next backend in a stable order.
 import type { Backend } from '../model/types.ts';
 import type { Balancer } from './balancer.ts';
+import { compareBackends } from './balancers/sorted.ts';
 
 /**
  * A rotation shared by the listeners of one port in several threads: [0] the next ticket, [1]
@@ -93,9 +94,4 @@ export class RoundRobinBalancer implements Balancer {
   backends(): readonly Backend[] {
     return this.#list;
   }
-}
-
-function compareBackends(a: Backend, b: Backend): number {
-  if (a.ip !== b.ip) return a.ip < b.ip ? -1 : 1;
-  return a.port - b.port;
 }

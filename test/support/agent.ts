@@ -5,6 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, cp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { splitRuleArgs } from '../../src/netfilter/args.ts';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { createCluster, nodeBin, repoRoot, kubeProxyRulesFile, requirePrivileges } from './cluster.ts';
@@ -142,14 +143,9 @@ export async function startKubeProxyAfterAgent(cluster: Cluster): Promise<void> 
   const { payload, jumps } = kubeProxyPayloadAndJumps();
   await cluster.run(cluster.nodeNs, 'iptables-restore', ['--noflush'], { input: payload });
   for (const jump of jumps) {
-    const args = splitArgs(jump.replace(/^-A /, ''));
+    const args = splitRuleArgs(jump.replace(/^-A /, ''));
     await cluster.run(cluster.nodeNs, 'iptables', ['-t', 'nat', '-I', ...args]);
   }
-}
-
-/** Splits an iptables-save rule line into argv, honouring double quotes. */
-export function splitArgs(line: string): string[] {
-  return [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
 }
 
 /** Our chains and jumps in an iptables-save text. */
