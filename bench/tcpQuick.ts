@@ -3,7 +3,8 @@
 // iterating on the proxy's data path. The agent runs with proxy.workers auto unless --workers N.
 // --prof DIR: the agent runs with `--cpu-prof` into DIR (one profile per thread). --strace: a
 // `strace -c -f` of the agent under 3 s of short connections into /tmp/strace-agent.txt. --plain:
-// a plain Node pipe() proxy in HAProxy's place. --env K=V: extra agent environment. Each short
+// a plain Node pipe() proxy in HAProxy's place. --env K=V: extra agent environment. --node-flags
+// "...": flags for the agent's Node (V8 flags included). Each short
 // run prints the proxy's CPU time per connection (utime + stime from /proc, all threads).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -66,7 +67,8 @@ try {
     const [k = '', v = ''] = (argv[i + 1] ?? '').split('=');
     env[k] = v;
   }
-  const agent = c.spawn(c.nodeNs, nodeBin, [join(repoRoot, 'bin', 'edgeproxy.js'), 'run', '--manifests', manifests, '--config', config], { env, stdio: 'ignore' });
+  const nodeFlags = (opt('--node-flags') ?? '').split(' ').filter(Boolean);
+  const agent = c.spawn(c.nodeNs, nodeBin, [...nodeFlags, join(repoRoot, 'bin', 'edgeproxy.js'), 'run', '--manifests', manifests, '--config', config], { env, stdio: 'ignore' });
   for (const p of paths) await waitTcp(c, client.ns, p.clusterIP, 80, 20_000);
   await sleep(1500);
   if (argv.includes('--strace')) {

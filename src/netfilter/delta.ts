@@ -6,6 +6,7 @@
 import { EDGE_MESH_CHAIN } from '../rules/chains.ts';
 import type { RenderedRules } from '../rules/types.ts';
 import { splitRuleArgs } from './args.ts';
+import { planOverrides } from './override.ts';
 
 /** Per chain of ours, its rule lines ("-A CHAIN ...") in kernel order. */
 export type ChainRules = ReadonlyMap<string, readonly string[]>;
@@ -106,22 +107,33 @@ function diffChain(have: readonly string[], want: readonly string[]): ChainDiff 
   };
 }
 
+export interface DeltaOptions {
+  /**
+   * Chains holding at least this many rules (and no rule that must lead) take changes as
+   * overrides, without deletions (override.ts); their leftovers are deleted by the next delta
+   * that has no change to make in any chain. Unset: every change is an exact delta.
+   */
+  overrideFrom?: number;
+}
+
 /**
  * The lines that turn `current` into `rendered` for every rendered chain. A chain missing from
  * `current` is created; a chain whose order is wrong (a RETURN behind a protocol jump) or whose
- * deletions would cost more than a refill is flushed and refilled; otherwise only the rules that
- * differ are deleted (by their exact current text) or added. Chains not rendered are left alone.
+ * deletions would cost more than a refill is flushed and refilled; a long chain may take its
+ * changes as overrides (options.overrideFrom); otherwise only the rules that differ are deleted
+ * (by their exact current text) or added. Chains not rendered are left alone.
  */
-export function planDelta(current: ChainRules, rendered: RenderedRules): ChainDelta {
+export function planDelta(current: ChainRules, rendered: RenderedRules, options: DeltaOptions = {}): ChainDelta {
   const declarations: string[] = [];
   const deletions: string[] = [];
   const inserts: string[] = [];
   const appends: string[] = [];
   const next = new Map<string, string[]>();
   const rewritten: string[] = [];
+  /** Long chains already behaving as rendered: tidied only if no chain has a change to make. */
+  const unchanged = new Map<string, { have: readonly string[]; want: string[] }>();
 
-  for (const [chain, want] of rulesByChain(rendered)) {
-    const have = current.get(chain);
+  const exact = (chain: string, want: string[], have: readonly string[] | undefined): void => {
     const refill = () => {
       declarations.push(`:${chain} - [0:0]`);
       appends.push(...want);
@@ -130,12 +142,12 @@ export function planDelta(current: ChainRules, rendered: RenderedRules): ChainDe
     };
     if (have === undefined || !leadsInOrder(chain, have)) {
       refill();
-      continue;
+      return;
     }
     const { removed, added, kept } = diffChain(have, want);
     if (removed.length > 0 && removed.length * have.length > REFILL_COST_IN_SCANNED_RULES * want.length) {
       refill();
-      continue;
+      return;
     }
     deletions.push(...removed.map((line) => `-D${line.slice(2)}`));
     const leading = added.filter((line) => mustLead(chain, line));
@@ -144,6 +156,33 @@ export function planDelta(current: ChainRules, rendered: RenderedRules): ChainDe
     for (const line of [...leading].reverse()) inserts.push(`-I ${chain} 1${line.slice(3 + chain.length)}`);
     appends.push(...trailing);
     next.set(chain, added.length === 0 && kept === have ? [...have] : [...leading, ...kept, ...trailing]);
+  };
+
+  for (const [chain, want] of rulesByChain(rendered)) {
+    const have = current.get(chain);
+    const overridable =
+      options.overrideFrom !== undefined &&
+      have !== undefined &&
+      have.length >= options.overrideFrom &&
+      !have.some((line) => mustLead(chain, line)) &&
+      !want.some((line) => mustLead(chain, line));
+    const overrides = overridable ? planOverrides(chain, have, want) : undefined;
+    if (overrides === 'identical') {
+      next.set(chain, [...have!]);
+    } else if (overrides === 'unchanged') {
+      unchanged.set(chain, { have: have!, want });
+    } else if (overrides !== undefined) {
+      inserts.push(...overrides.inserts);
+      appends.push(...overrides.appends);
+      next.set(chain, overrides.next);
+    } else {
+      exact(chain, want, have);
+    }
+  }
+  const changing = declarations.length + deletions.length + inserts.length + appends.length > 0;
+  for (const [chain, { have, want }] of unchanged) {
+    if (changing) next.set(chain, [...have]);
+    else exact(chain, want, have);
   }
   return { lines: [...declarations, ...deletions, ...inserts, ...appends], next, rewritten };
 }

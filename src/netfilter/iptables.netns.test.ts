@@ -38,7 +38,7 @@ interface Netns {
   run(cmd: string, args: string[], stdin?: string): Promise<string>;
 }
 
-async function netnsWithFixture(t: TestContext, clock?: () => number): Promise<Netns> {
+async function netnsWithFixture(t: TestContext, clock?: () => number, options: { overrideFromRules?: number } = {}): Promise<Netns> {
   assert.equal(process.getuid?.(), 0, 'these tests need root: they create a network namespace and run iptables in it');
   const name = `ep-nf-${randomBytes(4).toString('hex')}`;
   const added = await spawnRunner('ip', ['netns', 'add', name]).catch((err: Error) => {
@@ -56,7 +56,7 @@ async function netnsWithFixture(t: TestContext, clock?: () => number): Promise<N
   };
   await run('iptables-restore', [], fixture);
   const save = async () => (await run('iptables-save', ['-t', 'nat'])).split('\n').filter((l) => !l.startsWith('#')).join('\n');
-  return { ipt: new Iptables({ runner, ...(clock ? { now: clock } : {}) }), save, run };
+  return { ipt: new Iptables({ runner, ...options, ...(clock ? { now: clock } : {}) }), save, run };
 }
 
 /** The save text with every line about our chains removed: what kube-proxy owns. */
@@ -224,6 +224,53 @@ test('real iptables: an incremental sync writes exactly the changed rules', asyn
   // Nothing changed: no restore at all.
   assert.deepEqual(await ns.ipt.sync(changed), { repairs: [], installed: [], rulesWritten: 0 });
   assert.equal(await ns.save(), after);
+});
+
+test('real iptables: a long chain takes a change as overrides that packets obey, and the next quiet sync tidies them away', async (t) => {
+  const ns = await netnsWithFixture(t, undefined, { overrideFromRules: 50 });
+  // Every ClusterIP is local to the namespace, so a connect() resolves at once either way.
+  await ns.run('ip', ['link', 'set', 'lo', 'up']);
+  await ns.run('ip', ['route', 'add', 'local', '10.96.0.0/16', 'dev', 'lo']);
+  const base = [...desired.proxied, ...manyPorts(300)];
+  await ns.ipt.sync(renderRules({ ...desired, proxied: base }));
+
+  // One service changes its listener, one goes, one comes.
+  const proxied = base.filter((p) => p.portName !== 'load/svc-7:http').map((p) => (p.portName === 'load/svc-3:http' ? { ...p, listenPort: 45003 } : p));
+  proxied.push({ portName: 'load/new:http', clusterIP: '10.96.99.1', protocol: 'TCP', port: 80, listenPort: 45100 });
+  const changed = renderRules({ ...desired, proxied });
+  assert.deepEqual(await ns.ipt.sync(changed), { repairs: [], installed: [], rulesWritten: 6 });
+  assert.deepEqual(ns.ipt.lastSyncMode, { mode: 'incremental' });
+  const H = 'KUBE-PORTALS-HOST';
+  const host = parseNatSave(await ns.save()).chains.get(H)!.rules;
+  const svc3 = (port: number) => `-A ${H} -d 10.96.20.4/32 -p tcp -m comment --comment "load/svc-3:http" -m tcp --dport 8080 -j REDIRECT --to-ports ${port}`;
+  const svc7 = `-A ${H} -d 10.96.20.8/32 -p tcp -m comment --comment "load/svc-7:http" -m tcp --dport 8080 -j REDIRECT --to-ports 41007`;
+  const svc7Return = `-A ${H} -d 10.96.20.8/32 -p tcp -m comment --comment "edgeproxy removed: load/svc-7:http" -m tcp --dport 8080 -j RETURN`;
+  const added = `-A ${H} -d 10.96.99.1/32 -p tcp -m comment --comment "load/new:http" -m tcp --dport 80 -j REDIRECT --to-ports 45100`;
+  assert.deepEqual(host.slice(0, 2), [svc7Return, svc3(45003)]);
+  assert.ok(host.includes(svc3(41003)) && host.includes(svc7), 'the overridden rules are still there');
+  assert.equal(host.at(-1), added);
+
+  // Packets from this namespace (OUTPUT, so KUBE-PORTALS-HOST) meet the overrides first.
+  for (const [ip, port] of [['10.96.20.4', '8080'], ['10.96.20.8', '8080'], ['10.96.99.1', '80']] as const) {
+    await ns.run('sh', ['-c', `nc -z -w 1 ${ip} ${port}; true`]);
+  }
+  const saveWithCounters = await ns.run('iptables-save', ['-c', '-t', 'nat']);
+  const packets = (line: string): number => {
+    const counted = saveWithCounters.split('\n').find((l) => l.endsWith(`] ${line}`));
+    assert.ok(counted !== undefined, `rule not found: ${line}`);
+    return Number(/^\[(\d+):/.exec(counted)?.[1]);
+  };
+  assert.deepEqual(
+    [packets(svc3(45003)), packets(svc3(41003)), packets(svc7Return), packets(svc7), packets(added)],
+    [1, 0, 1, 0, 1],
+  );
+
+  // Nothing to change: the leftovers go, and the chains read exactly as rendered.
+  assert.deepEqual(await ns.ipt.sync(changed), { repairs: [], installed: [], rulesWritten: 0 });
+  const tidy = await ns.save();
+  for (const chain of ['KUBE-PORTALS-CONTAINER', H]) assert.deepEqual(liveSet(tidy, chain), renderedSet(changed, chain));
+  await ns.ipt.sync(changed);
+  assert.equal(await ns.save(), tidy);
 });
 
 test('real iptables: a rule deleted behind our back makes the next delta fail and fall back to a full sync', async (t) => {

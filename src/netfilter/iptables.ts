@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { RenderedRules } from '../rules/types.ts';
 import type { ChainRules } from './delta.ts';
+import { OVERRIDE_FROM_RULES } from './override.ts';
 import { planCleanup, planIncremental, planSync, type SyncPlan } from './plan.ts';
 import { CommandNotFoundError, type CommandRunner } from './runner.ts';
 import { parseNatSave, parseRuleListing, type NatTable } from './save.ts';
@@ -26,6 +27,11 @@ export interface IptablesOptions {
    * chains flushed behind our back; 0 makes every sync full. Default 60 s.
    */
   fullSyncPeriodMs?: number;
+  /**
+   * Incremental syncs override rather than delete rules in chains this long (override.ts); the
+   * leftovers go at the next sync with nothing to change. Default OVERRIDE_FROM_RULES; Infinity: never.
+   */
+  overrideFromRules?: number;
   /** Clock for the full-sync period (tests pass their own). */
   now?: () => number;
   logger?: Logger;
@@ -79,6 +85,7 @@ export class Iptables implements RuleBackend {
   readonly #runner: CommandRunner;
   readonly #binaries: Required<IptablesBinaries>;
   readonly #fullSyncPeriodMs: number;
+  readonly #overrideFrom: number;
   readonly #now: () => number;
   readonly #log: Logger | undefined;
   /** Our chains as the last successful sync left them; undefined when unknown (next sync is full). */
@@ -91,6 +98,7 @@ export class Iptables implements RuleBackend {
     const binaries = options.binaries ?? { save: 'iptables-save', restore: 'iptables-restore' };
     this.#binaries = { ...binaries, list: binaries.list ?? binaries.save.replace(/-save$/, '') };
     this.#fullSyncPeriodMs = options.fullSyncPeriodMs ?? DEFAULT_FULL_SYNC_PERIOD_MS;
+    this.#overrideFrom = options.overrideFromRules ?? OVERRIDE_FROM_RULES;
     this.#now = options.now ?? Date.now;
     this.#log = options.logger;
   }
@@ -170,7 +178,7 @@ export class Iptables implements RuleBackend {
     const written = this.#written;
     if (reason === undefined && written !== undefined) {
       const builtins = await this.readChains([...new Set(rendered.jumps.map((j) => j.chain))]);
-      const plan = planIncremental(rendered, written, builtins);
+      const plan = planIncremental(rendered, written, builtins, { overrideFrom: this.#overrideFrom });
       if ('fullSyncNeeded' in plan) {
         reason = plan.fullSyncNeeded;
       } else {

@@ -7,7 +7,7 @@ import { isOurChain, OUR_CHAINS } from '../rules/chains.ts';
 import { jumpRuleSpec } from '../rules/syntax.ts';
 import type { JumpRule, RenderedRules } from '../rules/types.ts';
 import { ruleTarget, sameRule } from './args.ts';
-import { planDelta, type ChainRules } from './delta.ts';
+import { planDelta, type ChainRules, type DeltaOptions } from './delta.ts';
 import { checkJumpOrder, type JumpOrder } from './order.ts';
 import type { NatTable } from './save.ts';
 
@@ -151,9 +151,15 @@ export interface FullSyncNeeded {
  * An incremental sync: plans our chains against `written` (what the last successful sync left
  * in them) and our jumps against `builtins`, a fresh read of just the chains our jumps live in
  * (PREROUTING and OUTPUT). A missing jump means the table may have been flushed or our chain
- * deleted, which only a full read can tell: that asks for a full sync.
+ * deleted, which only a full read can tell: that asks for a full sync. Long chains may take
+ * their changes as overrides (deltaOptions; override.ts).
  */
-export function planIncremental(rendered: RenderedRules, written: ChainRules, builtins: NatTable): SyncPlan | FullSyncNeeded {
+export function planIncremental(
+  rendered: RenderedRules,
+  written: ChainRules,
+  builtins: NatTable,
+  deltaOptions: DeltaOptions = {},
+): SyncPlan | FullSyncNeeded {
   const chains = [...written.keys()];
   if (chains.length !== rendered.chains.length || rendered.chains.some((c) => !written.has(c))) {
     return { fullSyncNeeded: `chains changed (${chains.join(', ')} -> ${rendered.chains.join(', ')})` };
@@ -164,7 +170,7 @@ export function planIncremental(rendered: RenderedRules, written: ChainRules, bu
   // Our chains exist (we wrote them); the jump planner only asks whether they do.
   const believed: NatTable = { chains: new Map(builtins.chains) };
   for (const name of written.keys()) believed.chains.set(name, { rules: [] });
-  const delta = planDelta(written, rendered);
+  const delta = planDelta(written, rendered, deltaOptions);
   const jumps = planJumps(rendered, believed);
   return {
     payload: toPayload([...delta.lines, ...jumps.deletions, ...jumps.inserts]),

@@ -3,8 +3,9 @@
 import { Iptables } from '../../netfilter/iptables.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
 import { checkJumpOrder } from '../../netfilter/order.ts';
+import { countLeftBehind } from '../../netfilter/override.ts';
 import { renderRules } from '../../rules/render.ts';
-import { OUR_CHAINS, KUBE_SERVICES_CHAIN } from '../../rules/chains.ts';
+import { EDGE_MESH_CHAIN, OUR_CHAINS, KUBE_SERVICES_CHAIN } from '../../rules/chains.ts';
 import type { Layout } from '../../rules/types.ts';
 
 export async function statusCommand(out: NodeJS.WritableStream, iptables = new Iptables({ runner: spawnRunner })): Promise<number> {
@@ -16,7 +17,14 @@ export async function statusCommand(out: NodeJS.WritableStream, iptables = new I
     out.write('edgeproxy: no chains of ours in the nat table (agent not running, or stopped cleanly)\n');
     return 0;
   }
-  for (const chain of present) out.write(`chain ${chain}: ${table.chains.get(chain)!.rules.length} rules\n`);
+  for (const chain of present) {
+    const rules = table.chains.get(chain)!.rules;
+    // EDGE-MESH itself never takes overrides (its RETURNs must lead), and two headless services
+    // sharing a pod give it two RETURNs for one address.
+    const leftBehind = chain === EDGE_MESH_CHAIN ? 0 : countLeftBehind(rules);
+    const note = leftBehind > 0 ? ` (${leftBehind} overridden by a later change; the agent's next quiet resync deletes them)` : '';
+    out.write(`chain ${chain}: ${rules.length} rules${note}\n`);
+  }
 
   const layouts: Layout[] = present.some((c) => c.startsWith('EDGE-MESH')) ? ['edge-mesh'] : [];
   if (present.some((c) => c.startsWith('KUBE-PORTALS'))) layouts.push('portals');

@@ -1,0 +1,8 @@
+// `node bench/ruleSyncChild.ts TMPDIR`, run by benchRuleSync inside the rule-sync namespace:
+// measures, logs progress on stderr and prints the result as JSON on stdout.
+import { measureRuleSync } from './ruleSync.ts';
+
+const tmpDir = process.argv[2];
+if (tmpDir === undefined) throw new Error('usage: ruleSyncChild.ts TMPDIR');
+const result = await measureRuleSync(tmpDir, (msg) => process.stderr.write(`${msg}\n`));
+process.stdout.write(`${JSON.stringify(result)}\n`);
