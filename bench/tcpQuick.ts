@@ -4,10 +4,10 @@
 // --prof DIR: the agent runs with `--cpu-prof` into DIR (one profile per thread). --strace: a
 // `strace -c -f` of the agent under 3 s of short connections into /tmp/strace-agent.txt. --plain:
 // a plain Node pipe() proxy in HAProxy's place. --env K=V: extra agent environment. --node-flags
-// "...": flags for the agent's Node (V8 flags included). Each short
+// "...": flags for the agent's Node (V8 flags included). --agent-log FILE: the agent's output. Each short
 // run prints the proxy's CPU time per connection (utime + stime from /proc, all threads).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,7 +68,17 @@ try {
     env[k] = v;
   }
   const nodeFlags = (opt('--node-flags') ?? '').split(' ').filter(Boolean);
-  const agent = c.spawn(c.nodeNs, nodeBin, [...nodeFlags, join(repoRoot, 'bin', 'edgeproxy.js'), 'run', '--manifests', manifests, '--config', config], { env, stdio: 'ignore' });
+  // --agent-log FILE: the agent's stdout and stderr (its JSON log, and whatever --node-flags print).
+  const agentLog = opt('--agent-log');
+  const agent = c.spawn(c.nodeNs, nodeBin, [...nodeFlags, join(repoRoot, 'bin', 'edgeproxy.js'), 'run', '--manifests', manifests, '--config', config], {
+    env,
+    stdio: agentLog === undefined ? 'ignore' : 'pipe',
+  });
+  if (agentLog !== undefined) {
+    const file = createWriteStream(agentLog);
+    agent.stdout?.pipe(file);
+    agent.stderr?.pipe(file);
+  }
   for (const p of paths) await waitTcp(c, client.ns, p.clusterIP, 80, 20_000);
   await sleep(1500);
   if (argv.includes('--strace')) {

@@ -8,6 +8,8 @@ import { usableBackends } from './backends.ts';
 import type { Balancer } from './balancer.ts';
 import { EjectionTracker } from './health.ts';
 import { ConnectionBudget, IntervalLog } from './limits.ts';
+import { ReadBufferPool } from './readBuffers.ts';
+import { connectPooled, readPooled, relay } from './relay.ts';
 import { RoundRobinBalancer } from './roundRobin.ts';
 
 /** Opens a (not yet connected) socket to a backend; injectable so tests can simulate black holes. */
@@ -62,6 +64,13 @@ export interface TcpProxyPortOptions extends TcpProxyTuning {
   connect?: ConnectFn;
   /** Minimum interval between dial-failure warnings, default 10 s; failures in between are counted. */
   warnIntervalMs?: number;
+  /** Read buffers shared by the ports of a manager (default: one pool for this port). */
+  readBuffers?: ReadBufferPool;
+  /**
+   * Relay through pooled read buffers (relay.ts), default true; false keeps stream reads and
+   * pipe(), which is also what a Node without user-buffer reads on accepted sockets gets.
+   */
+  pooledReads?: boolean;
 }
 
 export interface TcpProxyCounters {
@@ -130,6 +139,8 @@ export class TcpProxyPort {
   #portBudget: ConnectionBudget | undefined;
   #reusePort: boolean;
   #refusedLog: IntervalLog;
+  #readBuffers: ReadBufferPool;
+  #pooledReads: boolean;
 
   constructor(opts: TcpProxyPortOptions) {
     this.id = opts.id;
@@ -138,7 +149,12 @@ export class TcpProxyPort {
     this.#port = opts.port ?? 0;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
     this.#balancer = opts.balancer ?? new RoundRobinBalancer();
-    this.#connect = opts.connect ?? defaultConnect;
+    this.#readBuffers = opts.readBuffers ?? new ReadBufferPool();
+    this.#pooledReads = opts.pooledReads ?? true;
+    const pool = this.#readBuffers;
+    this.#connect =
+      opts.connect ??
+      (this.#pooledReads ? (b) => connectPooled({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true }, pool) : defaultConnect);
     this.#warnIntervalMs = opts.warnIntervalMs ?? 10_000;
     this.#maxDialAttempts = opts.maxDialAttempts;
     this.#dialBackoffMs = opts.dialBackoffMs ?? 0;
@@ -299,6 +315,7 @@ export class TcpProxyPort {
     }
     this.#counters.accepted++;
     this.#counters.active++;
+    if (this.#pooledReads) readPooled(client, this.#readBuffers);
     const conn: Connection = { client };
     this.#conns.add(conn);
     client.on('error', (err) => this.#log.debug({ err, proxyPort: this.id }, 'client socket error'));
@@ -465,10 +482,11 @@ export class TcpProxyPort {
 }
 
 /**
- * Splices two connected sockets. pipe() gives backpressure and turns one side's end (FIN)
- * into end() of the other's write side, which is the half-close; each socket closes itself
- * once both of its directions are done (allowHalfOpen + autoDestroy). An error (e.g. RST)
- * on one side resets the other, so nothing is leaked and the peer learns of the failure.
+ * Splices two connected sockets. relay() (pooled buffers, or pipe()) gives backpressure and
+ * turns one side's end (FIN) into end() of the other's write side, which is the half-close;
+ * each socket closes itself once both of its directions are done (allowHalfOpen +
+ * autoDestroy). An error (e.g. RST) on one side resets the other, so nothing is leaked and the
+ * peer learns of the failure.
  */
 function splice(client: net.Socket, upstream: net.Socket): void {
   // The client was accepted with noDelay (server option); defaultConnect dials with it too.
@@ -485,7 +503,7 @@ function spliceOneWay(a: net.Socket, b: net.Socket): void {
     // A clean close: pipe has already ended b's write side; b closes once it has flushed.
     else if (!b.destroyed && !b.writableEnded) b.end();
   });
-  a.pipe(b);
+  relay(a, b);
 }
 
 function ignore(): void {}

@@ -1,0 +1,109 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { ReadBufferPool } from './readBuffers.ts';
+import { readPooled } from './relay.ts';
+import { backend, LOOPBACK, servers, startProxy, startServer } from './testSupport.ts';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * The backend speaks first (`down` bytes at once), reads what the client sends until its end,
+ * then closes; it reports the sha256 of what it received.
+ */
+function bulkServer(down: Buffer, received: (hash: string, bytes: number) => void) {
+  return startServer((s) => {
+    s.write(down);
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => {
+      const all = Buffer.concat(chunks);
+      received(sha(all), all.length);
+      s.end();
+    });
+  }, true);
+}
+
+/** Sends `up` and ends, reading slowly (paused every 256 KB) so the proxy meets backpressure. */
+function slowClient(port: number, up: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let sinceStall = 0;
+    const c = net.connect({ host: LOOPBACK, port, allowHalfOpen: true });
+    c.on('error', reject);
+    c.on('connect', () => c.end(up));
+    c.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      sinceStall += chunk.length;
+      if (sinceStall > 256 * 1024) {
+        sinceStall = 0;
+        c.pause();
+        setTimeout(() => c.resume(), 5);
+      }
+    });
+    c.on('end', () => {
+      c.end();
+      resolve(Buffer.concat(chunks));
+    });
+  });
+}
+
+for (const pooledReads of [true, false]) {
+  test(`relay (${pooledReads ? 'pooled buffers' : 'streams'}): 8 MB each way with backpressure, a server that speaks first, half-close; every byte intact`, async (t) => {
+    const down = randomBytes(8 * 1024 * 1024);
+    const up = randomBytes(8 * 1024 * 1024 + 7);
+    let got: { hash: string; bytes: number } | undefined;
+    const [server] = await servers(t, bulkServer(down, (hash, bytes) => (got = { hash, bytes })));
+    const pool = new ReadBufferPool();
+    const proxy = await startProxy(t, { backends: [backend(server!.port)], readBuffers: pool, pooledReads });
+    const back = await slowClient(proxy.port, up);
+    assert.equal(back.length, down.length);
+    assert.equal(sha(back), sha(down));
+    assert.deepEqual(got, { hash: sha(up), bytes: up.length });
+    if (pooledReads) assert.ok(pool.stats().allocated >= 2, 'both directions read into pooled buffers');
+    else assert.equal(pool.stats().allocated, 0);
+  });
+}
+
+test('relay: sequential connections reuse the pooled buffers instead of allocating', async (t) => {
+  const payload = randomBytes(512 * 1024);
+  const [server] = await servers(t, startServer((s) => s.end(payload)));
+  const pool = new ReadBufferPool();
+  const proxy = await startProxy(t, { backends: [backend(server!.port)], readBuffers: pool });
+  for (let i = 0; i < 30; i++) {
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const c = net.connect(proxy.port, LOOPBACK);
+      c.on('error', reject);
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    assert.equal(sha(got), sha(payload));
+  }
+  // 30 connections × 2 directions; a buffer only goes to the GC when a write held it.
+  const { allocated } = pool.stats();
+  assert.ok(allocated < 20, `allocated ${allocated} read buffers for 60 relayed directions`);
+});
+
+test('readPooled: refused (stream reads kept, buffer returned) when not allowed or already reading', async (t) => {
+  const pool = new ReadBufferPool();
+  const accepted: net.Socket[] = [];
+  const server = net.createServer({ pauseOnConnect: true }, (s) => accepted.push(s));
+  await new Promise<void>((r) => server.listen(0, LOOPBACK, r));
+  t.after(() => {
+    for (const s of accepted) s.destroy();
+    server.close();
+  });
+  const clients = [0, 1, 2].map(() => net.connect((server.address() as net.AddressInfo).port, LOOPBACK));
+  t.after(() => clients.forEach((c) => c.destroy()));
+  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 5));
+  const [a, b, c] = accepted as [net.Socket, net.Socket, net.Socket];
+  assert.equal(readPooled(a, pool, false), false);
+  b.resume(); // reading from the next tick on
+  await new Promise((r) => setImmediate(r));
+  assert.equal(readPooled(b, pool), false);
+  assert.deepEqual(pool.stats(), { allocated: 1, free: 1 });
+  assert.equal(readPooled(c, pool), true);
+  assert.deepEqual(pool.stats(), { allocated: 1, free: 0 });
+});

@@ -1,0 +1,98 @@
+// One direction of a proxied connection, read into a pooled buffer (readBuffers.ts) and written
+// to the other socket. A buffer is read into again only once the socket it was written to holds
+// none of it (the write went out at once, as it mostly does); otherwise reads move to another
+// buffer, and the held one is left to the GC. Backpressure pauses the reads until 'drain'; the
+// end of the reads ends the other socket's write side (the half-close), as pipe() does.
+import net from 'node:net';
+import type { ReadBufferPool } from './readBuffers.ts';
+import { enableUserBuffer } from './userBuffer.ts';
+
+const kReads = Symbol('pooledReads');
+
+type ReadingSocket = net.Socket & { [kReads]?: PooledReads };
+
+/** The reads of one socket into pooled buffers, relayed to `to` once attached. */
+class PooledReads {
+  readonly #pool: ReadBufferPool;
+  #buffer: Buffer;
+  #from: net.Socket | undefined;
+  #to: net.Socket | undefined;
+  /** Bytes read before attach() (a server speaking first in the tick of its connect). */
+  #early: Buffer[] = [];
+
+  constructor(pool: ReadBufferPool) {
+    this.#pool = pool;
+    this.#buffer = pool.take();
+  }
+
+  readonly buffer = (): Buffer => this.#buffer;
+
+  readonly callback = (n: number, buf: Buffer): boolean => {
+    const to = this.#to;
+    if (to === undefined) {
+      this.#early.push(Buffer.from(buf.subarray(0, n)));
+      this.#from?.pause();
+      return true;
+    }
+    if (to.destroyed || to.writableEnded) return true; // nowhere to go: dropped, as pipe() does
+    const more = to.write(buf.subarray(0, n));
+    // Still queued: the write points into this buffer, so the next read needs another one.
+    if (to.writableLength > 0) this.#buffer = this.#pool.take();
+    // With user buffers, pause() and resume() stop and start the reads themselves.
+    if (!more) this.#from?.pause();
+    return true;
+  };
+
+  bind(from: net.Socket): void {
+    this.#from = from;
+    // Closed: nothing reads into the buffer now, and it never holds a queued write.
+    from.once('close', () => this.#pool.give(this.#buffer));
+  }
+
+  attach(to: net.Socket): void {
+    const from = this.#from!;
+    this.#to = to;
+    for (const chunk of this.#early.splice(0)) to.write(chunk);
+    to.on('drain', () => {
+      if (!from.destroyed) from.resume();
+    });
+    from.once('end', () => {
+      if (!to.destroyed && !to.writableEnded) to.end();
+    });
+    if (from.isPaused() && to.writableLength === 0) from.resume();
+  }
+}
+
+/** net.connect, reading into pooled buffers (the `onread` option) for relay(). */
+export function connectPooled(options: net.NetConnectOpts, pool: ReadBufferPool): net.Socket {
+  const reads = new PooledReads(pool);
+  const socket = net.connect({ ...options, onread: { buffer: reads.buffer, callback: reads.callback } } as net.NetConnectOpts) as ReadingSocket;
+  reads.bind(socket);
+  socket[kReads] = reads;
+  return socket;
+}
+
+/**
+ * Makes an accepted socket (not reading yet: pauseOnConnect) read into pooled buffers for
+ * relay(); false when this Node does not allow it (it then keeps stream reads).
+ */
+export function readPooled(socket: net.Socket, pool: ReadBufferPool, allowed = true): boolean {
+  const reads = new PooledReads(pool);
+  if (!enableUserBuffer(socket, reads, allowed)) {
+    pool.give(reads.buffer());
+    return false;
+  }
+  reads.bind(socket);
+  (socket as ReadingSocket)[kReads] = reads;
+  return true;
+}
+
+/**
+ * Sends what `from` reads to `to`, with backpressure, and ends `to`'s write side when `from`'s
+ * read side ends: through pooled buffers when `from` reads into them, else by pipe().
+ */
+export function relay(from: net.Socket, to: net.Socket): void {
+  const reads = (from as ReadingSocket)[kReads];
+  if (reads === undefined) from.pipe(to);
+  else reads.attach(to);
+}
