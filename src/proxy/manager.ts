@@ -4,6 +4,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort } from './tcpPort.ts';
+import { ReadBufferPool } from './readBuffers.ts';
 import type { ConnectFn, TcpProxyCounters, TcpProxyTuning } from './tcpPort.ts';
 import { ConnectionBudget } from './limits.ts';
 import { UdpProxyPort } from './udpPort.ts';
@@ -93,6 +94,8 @@ export class ProxyManager {
   /** Serialises prepare/retire/close so they never interleave on the same listener. */
   #queue: Promise<unknown> = Promise.resolve();
   #budget: ConnectionBudget | undefined;
+  /** Read buffers of this thread's TCP relays, one cap for all its ports. */
+  #readBuffers = new ReadBufferPool();
   /** TCP worker threads, started with the first TCP port when workers > 1. */
   #pool: TcpWorkerPool | undefined;
   /** Listener ports of the configured range, per protocol (TCP and UDP ports are separate spaces). */
@@ -252,6 +255,7 @@ export class ProxyManager {
             ...(pool !== undefined && { reusePort: true }),
             ...(portBudget !== undefined && { portBudget }),
             ...(this.#budget !== undefined && { connectionBudget: this.#budget }),
+            readBuffers: this.#readBuffers,
             ...(this.#opts.host !== undefined && { host: this.#opts.host }),
             ...(this.#opts.connectTimeoutMs !== undefined && { connectTimeoutMs: this.#opts.connectTimeoutMs }),
             ...(this.#opts.connect !== undefined && { connect: this.#opts.connect }),

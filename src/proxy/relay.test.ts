@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { ReadBufferPool } from './readBuffers.ts';
 import { readPooled } from './relay.ts';
-import { backend, LOOPBACK, servers, startProxy, startServer } from './testSupport.ts';
+import { backend, LOOPBACK, servers, startProxy, startServer, waitFor } from './testSupport.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -103,7 +103,27 @@ test('readPooled: refused (stream reads kept, buffer returned) when not allowed 
   b.resume(); // reading from the next tick on
   await new Promise((r) => setImmediate(r));
   assert.equal(readPooled(b, pool), false);
-  assert.deepEqual(pool.stats(), { allocated: 1, free: 1 });
+  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 0, free: 1 });
   assert.equal(readPooled(c, pool), true);
-  assert.deepEqual(pool.stats(), { allocated: 1, free: 0 });
+  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 1, free: 0 });
+});
+
+test("relay: past the pool's cap, connections read through streams, and every buffer comes back", async (t) => {
+  const payload = randomBytes(2 * 1024 * 1024);
+  const [server] = await servers(t, startServer((s) => s.end(payload)));
+  const pool = new ReadBufferPool(3);
+  const proxy = await startProxy(t, { backends: [backend(server!.port)], readBuffers: pool });
+  const fetch = () =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const c = net.connect(proxy.port, LOOPBACK);
+      c.on('error', reject);
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+  // Four connections at once want eight buffers; three exist.
+  const got = await Promise.all([fetch(), fetch(), fetch(), fetch()]);
+  for (const g of got) assert.equal(sha(g), sha(payload));
+  await waitFor(() => pool.stats().inUse === 0);
+  assert.ok(pool.stats().free <= 3);
 });

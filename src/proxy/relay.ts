@@ -15,14 +15,22 @@ type ReadingSocket = net.Socket & { [kReads]?: PooledReads };
 class PooledReads {
   readonly #pool: ReadBufferPool;
   #buffer: Buffer;
+  /** Whether #buffer counts in the pool (not when allocated past its cap). */
+  #pooled = true;
   #from: net.Socket | undefined;
   #to: net.Socket | undefined;
   /** Bytes read before attach() (a server speaking first in the tick of its connect). */
   #early: Buffer[] = [];
 
-  constructor(pool: ReadBufferPool) {
+  constructor(pool: ReadBufferPool, first: Buffer) {
     this.#pool = pool;
-    this.#buffer = pool.take();
+    this.#buffer = first;
+  }
+
+  /** Reads for one socket, or undefined when the pool is at its cap. */
+  static create(pool: ReadBufferPool): PooledReads | undefined {
+    const first = pool.take();
+    return first === undefined ? undefined : new PooledReads(pool, first);
   }
 
   readonly buffer = (): Buffer => this.#buffer;
@@ -36,8 +44,14 @@ class PooledReads {
     }
     if (to.destroyed || to.writableEnded) return true; // nowhere to go: dropped, as pipe() does
     const more = to.write(buf.subarray(0, n));
-    // Still queued: the write points into this buffer, so the next read needs another one.
-    if (to.writableLength > 0) this.#buffer = this.#pool.take();
+    // Still queued: the write points into this buffer, so the next read needs another one
+    // (a fresh one past the pool's cap, since the reads are in user-buffer mode for good).
+    if (to.writableLength > 0) {
+      if (this.#pooled) this.#pool.drop();
+      const next = this.#pool.take();
+      this.#pooled = next !== undefined;
+      this.#buffer = next ?? Buffer.allocUnsafeSlow(buf.length);
+    }
     // With user buffers, pause() and resume() stop and start the reads themselves.
     if (!more) this.#from?.pause();
     return true;
@@ -46,7 +60,13 @@ class PooledReads {
   bind(from: net.Socket): void {
     this.#from = from;
     // Closed: nothing reads into the buffer now, and it never holds a queued write.
-    from.once('close', () => this.#pool.give(this.#buffer));
+    from.once('close', () => this.release());
+  }
+
+  /** Returns the buffer: the socket is closed, or its reads never started. */
+  release(): void {
+    if (this.#pooled) this.#pool.give(this.#buffer);
+    this.#pooled = false;
   }
 
   attach(to: net.Socket): void {
@@ -63,9 +83,10 @@ class PooledReads {
   }
 }
 
-/** net.connect, reading into pooled buffers (the `onread` option) for relay(). */
+/** net.connect, reading into pooled buffers (the `onread` option) for relay(); plain when the pool is at its cap. */
 export function connectPooled(options: net.NetConnectOpts, pool: ReadBufferPool): net.Socket {
-  const reads = new PooledReads(pool);
+  const reads = PooledReads.create(pool);
+  if (reads === undefined) return net.connect(options);
   const socket = net.connect({ ...options, onread: { buffer: reads.buffer, callback: reads.callback } } as net.NetConnectOpts) as ReadingSocket;
   reads.bind(socket);
   socket[kReads] = reads;
@@ -74,12 +95,14 @@ export function connectPooled(options: net.NetConnectOpts, pool: ReadBufferPool)
 
 /**
  * Makes an accepted socket (not reading yet: pauseOnConnect) read into pooled buffers for
- * relay(); false when this Node does not allow it (it then keeps stream reads).
+ * relay(); false when the pool is at its cap or this Node does not allow it (it then keeps
+ * stream reads).
  */
 export function readPooled(socket: net.Socket, pool: ReadBufferPool, allowed = true): boolean {
-  const reads = new PooledReads(pool);
+  const reads = PooledReads.create(pool);
+  if (reads === undefined) return false;
   if (!enableUserBuffer(socket, reads, allowed)) {
-    pool.give(reads.buffer());
+    reads.release();
     return false;
   }
   reads.bind(socket);

@@ -6,6 +6,7 @@ import { createLogger } from '../../telemetry/logger.ts';
 import { ReconfigurableBalancer } from '../balancers/index.ts';
 import { ConnectionBudget } from '../limits.ts';
 import { TcpProxyPort } from '../tcpPort.ts';
+import { ReadBufferPool } from '../readBuffers.ts';
 import type { TcpProxyCounters } from '../tcpPort.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 import { addCounters } from './counters.ts';
@@ -20,6 +21,8 @@ interface WorkerPort {
   balancer: ReconfigurableBalancer;
 }
 const ports = new Map<string, WorkerPort>();
+/** Read buffers of this thread's relays, one cap for all its ports. */
+const readBuffers = new ReadBufferPool();
 /** Counters of listeners closed while their id lives on (reopened later): kept so totals never go down. */
 const closedCounters = new Map<string, TcpProxyCounters>();
 /** Closed listeners whose connections still run: counted until the port id is gone. */
@@ -44,6 +47,7 @@ async function handle(msg: ToWorker): Promise<void> {
         ...(init.host !== undefined && { host: init.host }),
         ...(init.connectTimeoutMs !== undefined && { connectTimeoutMs: init.connectTimeoutMs }),
         ...(totalBudget !== undefined && { connectionBudget: totalBudget }),
+        readBuffers,
         ...(msg.portBudget !== undefined && { portBudget: new ConnectionBudget(msg.portBudget.max, msg.portBudget.cell) }),
       });
       try {
