@@ -3,31 +3,47 @@
 // one every ~60 ms ("GC in old space requested"), a quarter of the agent's CPU in a bulk
 // transfer. A relay (relay.ts) takes one buffer per direction and gives it back when its socket
 // closes, so steady traffic allocates nothing. An open connection holds its buffers even while
-// idle, so their number is capped: past the cap, connections read through streams as before.
+// idle, so the bytes held are capped: past the cap, connections read through streams as before.
 
-/** libuv's read size for a stream: one read never returns more. */
-export const READ_BUFFER_SIZE = 64 * 1024;
+/** What a relay reads into first: libuv's own read size for a stream. */
+export const SMALL_READ_BUFFER = 64 * 1024;
 
-/** Default cap: 512 × 64 KB = 32 MB per thread, i.e. 256 connections relayed both ways at once. */
-export const DEFAULT_READ_BUFFERS = 512;
+/**
+ * What a relay moves to once a read fills its buffer (a bulk transfer): fewer, larger reads
+ * and writes (measured: one stream 10.5 → 12 Gbit/s, a 4 MB transfer 4.5 → 3.9 ms).
+ */
+export const LARGE_READ_BUFFER = 256 * 1024;
+
+/** Default cap: 32 MB of buffers per thread (256 connections relayed both ways at 64 KB). */
+export const DEFAULT_READ_BUFFER_BYTES = 32 * 1024 * 1024;
 
 export class ReadBufferPool {
-  readonly #free: Buffer[] = [];
-  readonly #capacity: number;
-  #inUse = 0;
+  readonly #free = new Map<number, Buffer[]>();
+  readonly #capacityBytes: number;
+  /** Bytes of the buffers handed out and not given back or dropped, plus the free ones. */
+  #bytes = 0;
   #allocated = 0;
+  #inUse = 0;
 
-  /** capacity: buffers alive at once, in use or free (64 KB each). */
-  constructor(capacity = DEFAULT_READ_BUFFERS) {
-    this.#capacity = capacity;
+  /** capacityBytes: bytes of buffers alive at once, in use or free. */
+  constructor(capacityBytes = DEFAULT_READ_BUFFER_BYTES) {
+    this.#capacityBytes = capacityBytes;
   }
 
-  /** A buffer, or undefined when `capacity` are alive already. */
-  take(): Buffer | undefined {
-    let buf = this.#free.pop();
+  /** A buffer of `size` bytes, or undefined when that would pass the cap. */
+  take(size = SMALL_READ_BUFFER): Buffer | undefined {
+    let buf = this.#free.get(size)?.pop();
     if (buf === undefined) {
-      if (this.#inUse >= this.#capacity) return undefined;
-      buf = Buffer.allocUnsafeSlow(READ_BUFFER_SIZE);
+      // Free buffers of another size make room first.
+      for (const [other, list] of this.#free) {
+        while (this.#bytes + size > this.#capacityBytes && list.length > 0) {
+          list.pop();
+          this.#bytes -= other;
+        }
+      }
+      if (this.#bytes + size > this.#capacityBytes) return undefined;
+      buf = Buffer.allocUnsafeSlow(size);
+      this.#bytes += size;
       this.#allocated++;
     }
     this.#inUse++;
@@ -37,16 +53,21 @@ export class ReadBufferPool {
   /** Back for reuse: nothing reads into it or writes from it any more. */
   give(buf: Buffer): void {
     this.#inUse--;
-    this.#free.push(buf);
+    const list = this.#free.get(buf.length);
+    if (list) list.push(buf);
+    else this.#free.set(buf.length, [buf]);
   }
 
   /** Left to the GC (a queued write still points into it): it no longer counts. */
-  drop(): void {
+  drop(buf: Buffer): void {
     this.#inUse--;
+    this.#bytes -= buf.length;
   }
 
-  /** Buffers allocated so far, in use now, kept free now: for tests and diagnosis. */
-  stats(): { allocated: number; inUse: number; free: number } {
-    return { allocated: this.#allocated, inUse: this.#inUse, free: this.#free.length };
+  /** Buffers allocated so far, in use now, kept free now; bytes counted against the cap. */
+  stats(): { allocated: number; inUse: number; free: number; bytes: number } {
+    let free = 0;
+    for (const list of this.#free.values()) free += list.length;
+    return { allocated: this.#allocated, inUse: this.#inUse, free, bytes: this.#bytes };
   }
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { ReadBufferPool } from './readBuffers.ts';
+import { LARGE_READ_BUFFER, ReadBufferPool, SMALL_READ_BUFFER } from './readBuffers.ts';
 import { readPooled } from './relay.ts';
 import { backend, LOOPBACK, servers, startProxy, startServer, waitFor } from './testSupport.ts';
 
@@ -81,9 +81,12 @@ test('relay: sequential connections reuse the pooled buffers instead of allocati
     });
     assert.equal(sha(got), sha(payload));
   }
-  // 30 connections × 2 directions; a buffer only goes to the GC when a write held it.
-  const { allocated } = pool.stats();
+  // 30 connections × 2 directions; a buffer only goes to the GC when a write held it. The
+  // download fills its first reads, so it moved to large buffers, which came back too.
+  const { allocated, inUse, bytes } = pool.stats();
   assert.ok(allocated < 20, `allocated ${allocated} read buffers for 60 relayed directions`);
+  await waitFor(() => pool.stats().inUse === 0);
+  assert.ok(bytes >= LARGE_READ_BUFFER, `bytes ${bytes}, in use ${inUse}`);
 });
 
 test('readPooled: refused (stream reads kept, buffer returned) when not allowed or already reading', async (t) => {
@@ -103,15 +106,15 @@ test('readPooled: refused (stream reads kept, buffer returned) when not allowed 
   b.resume(); // reading from the next tick on
   await new Promise((r) => setImmediate(r));
   assert.equal(readPooled(b, pool), false);
-  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 0, free: 1 });
+  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 0, free: 1, bytes: SMALL_READ_BUFFER });
   assert.equal(readPooled(c, pool), true);
-  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 1, free: 0 });
+  assert.deepEqual(pool.stats(), { allocated: 1, inUse: 1, free: 0, bytes: SMALL_READ_BUFFER });
 });
 
 test("relay: past the pool's cap, connections read through streams, and every buffer comes back", async (t) => {
   const payload = randomBytes(2 * 1024 * 1024);
   const [server] = await servers(t, startServer((s) => s.end(payload)));
-  const pool = new ReadBufferPool(3);
+  const pool = new ReadBufferPool(3 * SMALL_READ_BUFFER);
   const proxy = await startProxy(t, { backends: [backend(server!.port)], readBuffers: pool });
   const fetch = () =>
     new Promise<Buffer>((resolve, reject) => {
@@ -125,5 +128,25 @@ test("relay: past the pool's cap, connections read through streams, and every bu
   const got = await Promise.all([fetch(), fetch(), fetch(), fetch()]);
   for (const g of got) assert.equal(sha(g), sha(payload));
   await waitFor(() => pool.stats().inUse === 0);
-  assert.ok(pool.stats().free <= 3);
+  assert.ok(pool.stats().bytes <= 3 * SMALL_READ_BUFFER);
+});
+
+test('ReadBufferPool: a byte cap over both sizes; free buffers of the other size make room', () => {
+  const pool = new ReadBufferPool(LARGE_READ_BUFFER + SMALL_READ_BUFFER);
+  const small = pool.take()!;
+  const large = pool.take(LARGE_READ_BUFFER)!;
+  assert.equal(pool.take(), undefined);
+  pool.give(small);
+  pool.give(large);
+  // Free buffers are reused as they are.
+  assert.equal(pool.take(), small);
+  assert.equal(pool.take(LARGE_READ_BUFFER), large);
+  pool.give(large);
+  pool.give(small);
+  // A second large one: the free small one is released, and still there is no room.
+  assert.equal(pool.take(LARGE_READ_BUFFER), large);
+  assert.equal(pool.take(LARGE_READ_BUFFER), undefined);
+  pool.drop(large); // held by a write: gone from the count
+  assert.equal(pool.take(LARGE_READ_BUFFER)?.length, LARGE_READ_BUFFER);
+  assert.deepEqual(pool.stats(), { allocated: 3, inUse: 1, free: 0, bytes: LARGE_READ_BUFFER });
 });

@@ -4,7 +4,7 @@
 // buffer, and the held one is left to the GC. Backpressure pauses the reads until 'drain'; the
 // end of the reads ends the other socket's write side (the half-close), as pipe() does.
 import net from 'node:net';
-import type { ReadBufferPool } from './readBuffers.ts';
+import { LARGE_READ_BUFFER, type ReadBufferPool } from './readBuffers.ts';
 import { enableUserBuffer } from './userBuffer.ts';
 
 const kReads = Symbol('pooledReads');
@@ -44,18 +44,27 @@ class PooledReads {
     }
     if (to.destroyed || to.writableEnded) return true; // nowhere to go: dropped, as pipe() does
     const more = to.write(buf.subarray(0, n));
-    // Still queued: the write points into this buffer, so the next read needs another one
-    // (a fresh one past the pool's cap, since the reads are in user-buffer mode for good).
-    if (to.writableLength > 0) {
-      if (this.#pooled) this.#pool.drop();
-      const next = this.#pool.take();
-      this.#pooled = next !== undefined;
-      this.#buffer = next ?? Buffer.allocUnsafeSlow(buf.length);
-    }
+    // A full read: a bulk transfer, worth larger reads. Still queued: the write points into
+    // this buffer, so the next read needs another one either way.
+    const grow = n === buf.length && buf.length < LARGE_READ_BUFFER;
+    if (grow || to.writableLength > 0) this.#replace(to.writableLength > 0, grow ? LARGE_READ_BUFFER : buf.length);
     // With user buffers, pause() and resume() stop and start the reads themselves.
     if (!more) this.#from?.pause();
     return true;
   };
+
+  /** Moves the reads to another buffer of `size` (past the pool's cap: a fresh one, or the same when it is free). */
+  #replace(held: boolean, size: number): void {
+    const old = this.#buffer;
+    const next = this.#pool.take(size);
+    if (next === undefined && !held) return; // no room to grow: keep reading into this one
+    if (this.#pooled) {
+      if (held) this.#pool.drop(old);
+      else this.#pool.give(old);
+    }
+    this.#pooled = next !== undefined;
+    this.#buffer = next ?? Buffer.allocUnsafeSlow(old.length);
+  }
 
   bind(from: net.Socket): void {
     this.#from = from;
