@@ -31,6 +31,7 @@ interface Entry {
 }
 
 export class AffinityBalancer implements Balancer {
+  readonly usesClientIp = true;
   #inner: Balancer;
   #timeoutMs: number;
   #now: () => number;

@@ -3,6 +3,11 @@
 import type { Backend } from '../model/types.ts';
 
 export interface Balancer {
+  /**
+   * Whether the choice depends on the client's address (affinity, hashing). When not, the
+   * TCP proxy passes '' instead of looking the address up (a getpeername per connection).
+   */
+  readonly usesClientIp: boolean;
   /** Replaces the set of backends to choose from (already filtered to the usable ones). */
   update(backends: readonly Backend[]): void;
   /** The backend for a new connection or flow from clientIp; undefined when there is none. */

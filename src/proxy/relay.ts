@@ -86,7 +86,11 @@ class PooledReads {
       if (!from.destroyed) from.resume();
     });
     from.once('end', () => {
-      if (!to.destroyed && !to.writableEnded) to.end();
+      if (to.destroyed || to.writableEnded) return;
+      // Both ways done and nothing queued: a close sends the FIN a shutdown would, one syscall
+      // and one stream round fewer per connection.
+      if (to.readableEnded && to.writableLength === 0) to.destroy();
+      else to.end();
     });
     if (from.isPaused() && to.writableLength === 0) from.resume();
   }

@@ -20,6 +20,7 @@ export function newSharedRotation(): SharedRotation {
 }
 
 export class RoundRobinBalancer implements Balancer {
+  readonly usesClientIp = false;
   #list: Backend[] = [];
   /** Index of the backend the next pick returns. */
   #next = 0;

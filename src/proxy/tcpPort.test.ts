@@ -5,6 +5,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort, defaultConnect } from './tcpPort.ts';
+import type { Balancer } from './balancer.ts';
+import { RoundRobinBalancer } from './roundRobin.ts';
 import {
   LOOPBACK,
   backend,
@@ -245,4 +247,27 @@ test('listen() on a busy port rejects', async (t) => {
   const first = await startProxy(t, {});
   const second = new TcpProxyPort({ id: 'dup', logger: silent, host: LOOPBACK, port: first.port });
   await assert.rejects(second.listen(), { code: 'EADDRINUSE' });
+});
+
+test("the client's address is looked up only for a balancer that uses it", async (t) => {
+  const [a] = await servers(t, namedServer('A'));
+  for (const usesClientIp of [false, true]) {
+    const seen: string[] = [];
+    const inner = new RoundRobinBalancer();
+    const balancer: Balancer = {
+      usesClientIp,
+      update: (b) => inner.update(b),
+      pick: (ip) => inner.pick(ip),
+      candidates: (ip) => {
+        seen.push(ip);
+        return inner.candidates(ip);
+      },
+      dialSucceeded: () => {},
+      dialFailed: () => {},
+      backends: () => inner.backends(),
+    };
+    const proxy = await startProxy(t, { backends: [backend(a!.port)], balancer });
+    assert.equal((await exchange(proxy.port)).data, 'A');
+    assert.deepEqual(seen, [usesClientIp ? LOOPBACK : '']);
+  }
 });

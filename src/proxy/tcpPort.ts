@@ -379,11 +379,11 @@ export class TcpProxyPort {
    * rather than promises: this runs once per connection, and the microtask hops showed.
    */
   #dial(client: net.Socket, done: (dialed: { socket: net.Socket; backend: Backend } | undefined) => void): void {
-    const clientIp = client.remoteAddress ?? '';
+    const clientIp = this.#balancer.usesClientIp ? (client.remoteAddress ?? '') : '';
     const candidates = this.#balancer.candidates(clientIp);
     if (candidates.length === 0) {
       this.#counters.failed++;
-      this.#log.debug({ proxyPort: this.id, client: clientIp }, 'no usable backend, resetting client');
+      this.#log.debug({ proxyPort: this.id, client: client.remoteAddress }, 'no usable backend, resetting client');
       reset(client);
       done(undefined);
       return;

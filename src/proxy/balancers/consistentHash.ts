@@ -12,6 +12,7 @@ import { stableBackends } from './sorted.ts';
 export const DEFAULT_VIRTUAL_NODES = 160;
 
 export class ConsistentHashBalancer implements Balancer {
+  readonly usesClientIp = true;
   #list: Backend[] = [];
   /** Sorted ring positions, and for each the index in #list of the backend owning it. */
   #points = new Uint32Array(0);

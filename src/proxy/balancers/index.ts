@@ -69,6 +69,10 @@ function balancerKey(spec: BalancerSpec): string {
  * affinity table is not carried over: its timeout or first choice may have changed).
  */
 export class ReconfigurableBalancer implements Balancer {
+  get usesClientIp(): boolean {
+    return this.#inner.usesClientIp;
+  }
+
   #opts: BalancerOptions;
   #key: string;
   #inner: Balancer;

@@ -8,6 +8,7 @@ import { stableBackends } from './sorted.ts';
 export type RandomFn = () => number;
 
 export class RandomBalancer implements Balancer {
+  readonly usesClientIp = false;
   #list: Backend[] = [];
   #random: RandomFn;
 
