@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort } from './tcpPort.ts';
 import { ReadBufferPool } from './readBuffers.ts';
+import { userBuffersSupported } from './userBuffer.ts';
 import type { ConnectFn, TcpProxyCounters, TcpProxyTuning } from './tcpPort.ts';
 import { ConnectionBudget } from './limits.ts';
 import { UdpProxyPort } from './udpPort.ts';
@@ -107,6 +108,9 @@ export class ProxyManager {
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    if (!userBuffersSupported()) {
+      this.#log.warn({ node: process.version }, 'this Node lacks user-buffer reads for accepted sockets: client-to-backend bytes go through streams (slower bulk transfers)');
+    }
     if (opts.maxConnections !== undefined) {
       this.#budget = this.#threads() > 0 ? ConnectionBudget.shared(opts.maxConnections) : new ConnectionBudget(opts.maxConnections);
     }

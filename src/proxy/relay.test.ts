@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { LARGE_READ_BUFFER, ReadBufferPool, SMALL_READ_BUFFER } from './readBuffers.ts';
 import { readPooled } from './relay.ts';
+import { userBuffersSupported } from './userBuffer.ts';
 import { backend, LOOPBACK, servers, startProxy, startServer, waitFor } from './testSupport.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -107,6 +108,8 @@ test('readPooled: refused (stream reads kept, buffer returned) when not allowed 
   await new Promise((r) => setImmediate(r));
   assert.equal(readPooled(b, pool), false);
   assert.deepEqual(pool.stats(), { allocated: 1, inUse: 0, free: 1, bytes: SMALL_READ_BUFFER });
+  // Node 22 and 24, the supported ones, both allow it.
+  assert.equal(userBuffersSupported(), true);
   assert.equal(readPooled(c, pool), true);
   assert.deepEqual(pool.stats(), { allocated: 1, inUse: 1, free: 0, bytes: SMALL_READ_BUFFER });
 });

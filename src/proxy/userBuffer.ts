@@ -31,6 +31,11 @@ function symbols(): Symbols | null {
   return found;
 }
 
+/** Whether this Node lets accepted sockets read into user buffers (see enableUserBuffer). */
+export function userBuffersSupported(): boolean {
+  return symbols() !== null;
+}
+
 export interface UserBufferReads {
   /** The buffer for the next read; called after every read. */
   buffer: () => Buffer;
