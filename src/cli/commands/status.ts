@@ -23,7 +23,7 @@ export async function statusCommand(out: NodeJS.WritableStream, iptables = new I
     // sharing a pod give it two RETURNs for one address.
     const leftBehind = chain === EDGE_MESH_CHAIN ? 0 : countLeftBehind(rules);
     const note = leftBehind > 0 ? ` (${leftBehind} overridden by a later change; the agent's next quiet resync deletes them)` : '';
-    out.write(`chain ${chain}: ${rules.length} rules${note}\n`);
+    out.write(`chain ${chain}: ${rules.length} rule${rules.length === 1 ? '' : 's'}${note}\n`);
   }
 
   const layouts: Layout[] = present.some((c) => c.startsWith('EDGE-MESH')) ? ['edge-mesh'] : [];
