@@ -116,6 +116,9 @@ try {
       }
     }
   }
+  const status = readFileSync(`/proc/${agent.pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  log(`agent after the runs: RSS ${fmt(kb('VmRSS') / 1024)} MB, peak ${fmt(kb('VmHWM') / 1024)} MB`);
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
 } finally {

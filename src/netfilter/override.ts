@@ -76,8 +76,8 @@ export interface OverridePlan {
 function keyFilter(key: string): (line: string) => boolean {
   const d = / -d (\S+)/.exec(key);
   if (d === null) return () => true;
-  const needle = ` -d ${d[1]} `;
-  return (line) => line.includes(needle);
+  const needle = ` -d ${d[1]}`;
+  return (line) => line.includes(`${needle} `) || line.endsWith(needle);
 }
 
 /**
