@@ -125,3 +125,11 @@ test('planDelta with overrideFrom: leftovers stay while there are changes to mak
   assert.deepEqual(plan.lines, [rule(C, 8), rule(H, 8)]);
   assert.deepEqual(planDelta(plan.next, changed, { overrideFrom: 6 }).lines, [`-D${returnFor(C, 9).slice(2)}`]);
 });
+
+test('planOverrides: rules without a destination are compared by their whole match', () => {
+  const have = [`-A ${C} -p tcp -m comment --comment old -j REDIRECT --to-ports 1`, rule(C, 1)];
+  const want = [`-A ${C} -p tcp -m comment --comment new -j REDIRECT --to-ports 2`, rule(C, 1)];
+  const plan = asPlan(planOverrides(C, have, want));
+  assert.deepEqual(plan.inserts, [insert(want[0]!)]);
+  assert.deepEqual(plan.appends, []);
+});
