@@ -62,8 +62,12 @@ for (const pooledReads of [true, false]) {
     assert.equal(back.length, down.length);
     assert.equal(sha(back), sha(down));
     assert.deepEqual(got, { hash: sha(up), bytes: up.length });
-    if (pooledReads) assert.ok(pool.stats().allocated >= 2, 'both directions read into pooled buffers');
-    else assert.equal(pool.stats().allocated, 0);
+    if (pooledReads) {
+      // The slow client stalled the download ~30 times: the buffers its queue held came back.
+      await waitFor(() => pool.stats().inUse === 0);
+      const { allocated } = pool.stats();
+      assert.ok(allocated >= 2 && allocated <= 8, `${allocated} buffers allocated for 16 MB relayed through stalls`);
+    } else assert.equal(pool.stats().allocated, 0);
   });
 }
 

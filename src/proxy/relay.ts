@@ -1,8 +1,10 @@
 // One direction of a proxied connection, read into a pooled buffer (readBuffers.ts) and written
 // to the other socket. A buffer is read into again only once the socket it was written to holds
 // none of it (the write went out at once, as it mostly does); otherwise reads move to another
-// buffer, and the held one is left to the GC. Backpressure pauses the reads until 'drain'; the
-// end of the reads ends the other socket's write side (the half-close), as pipe() does.
+// buffer, and the held one goes back to the pool once that socket's queue is empty (a slow
+// client, the common case at the edge, would otherwise cost a buffer per stall). Backpressure
+// pauses the reads until 'drain'; the end of the reads ends the other socket's write side (the
+// half-close), as pipe() does.
 import net from 'node:net';
 import { LARGE_READ_BUFFER, type ReadBufferPool } from './readBuffers.ts';
 import { enableUserBuffer } from './userBuffer.ts';
@@ -21,6 +23,8 @@ class PooledReads {
   #to: net.Socket | undefined;
   /** Bytes read before attach() (a server speaking first in the tick of its connect). */
   #early: Buffer[] = [];
+  /** Pooled buffers that queued writes of `to` still point into. */
+  #held: Buffer[] = [];
 
   constructor(pool: ReadBufferPool, first: Buffer) {
     this.#pool = pool;
@@ -43,6 +47,7 @@ class PooledReads {
       return true;
     }
     if (to.destroyed || to.writableEnded) return true; // nowhere to go: dropped, as pipe() does
+    if (this.#held.length > 0 && to.writableLength === 0) this.#giveHeld();
     const more = to.write(buf.subarray(0, n));
     // A full read: a bulk transfer, worth larger reads. Still queued: the write points into
     // this buffer, so the next read needs another one either way.
@@ -59,7 +64,7 @@ class PooledReads {
     const next = this.#pool.take(size);
     if (next === undefined && !held) return; // no room to grow: keep reading into this one
     if (this.#pooled) {
-      if (held) this.#pool.drop(old);
+      if (held) this.#held.push(old);
       else this.#pool.give(old);
     }
     this.#pooled = next !== undefined;
@@ -72,10 +77,20 @@ class PooledReads {
     from.once('close', () => this.release());
   }
 
+  /** `to` has written everything queued: the held buffers are free. */
+  #giveHeld(): void {
+    for (const buf of this.#held) this.#pool.give(buf);
+    this.#held = [];
+  }
+
   /** Returns the buffer: the socket is closed, or its reads never started. */
   release(): void {
     if (this.#pooled) this.#pool.give(this.#buffer);
     this.#pooled = false;
+    // Writes may still point into the held ones: they are left to the GC.
+    if (this.#to !== undefined && !this.#to.destroyed && this.#to.writableLength === 0) this.#giveHeld();
+    for (const buf of this.#held) this.#pool.drop(buf);
+    this.#held = [];
   }
 
   attach(to: net.Socket): void {
@@ -83,6 +98,7 @@ class PooledReads {
     this.#to = to;
     for (const chunk of this.#early.splice(0)) to.write(chunk);
     to.on('drain', () => {
+      if (this.#held.length > 0 && to.writableLength === 0) this.#giveHeld();
       if (!from.destroyed) from.resume();
     });
     from.once('end', () => {
