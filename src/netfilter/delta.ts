@@ -35,6 +35,7 @@ export function mustLead(chain: string, line: string): boolean {
 
 /** Rendered rule lines grouped by chain, every rendered chain present (maybe empty). */
 export function rulesByChain(rendered: RenderedRules): Map<string, string[]> {
+  if (rendered.byChain !== undefined) return new Map(rendered.chains.map((c) => [c, [...(rendered.byChain!.get(c) ?? [])]]));
   const byChain = new Map<string, string[]>(rendered.chains.map((c) => [c, []]));
   for (const line of rendered.rules) {
     const chain = line.slice(3, line.indexOf(' ', 3));

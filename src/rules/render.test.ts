@@ -133,7 +133,10 @@ const cases: Array<{ name: string; desired: DesiredRules; expected: ReturnType<t
 
 for (const c of cases) {
   test(`renderRules: ${c.name}`, () => {
-    assert.deepEqual(renderRules(c.desired), c.expected);
+    const { byChain, ...rendered } = renderRules(c.desired);
+    assert.deepEqual(rendered, c.expected);
+    // The per-chain grouping, where given, holds exactly the rules, chain by chain.
+    if (byChain !== undefined) assert.deepEqual(rendered.chains.flatMap((chain) => byChain.get(chain) ?? []), rendered.rules);
   });
 }
 

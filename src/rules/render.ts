@@ -103,13 +103,16 @@ function renderPortals(desired: DesiredRules, f: FamilySyntax): RenderedRules {
     { chain: 'PREROUTING', target: PORTALS_CONTAINER_CHAIN, comment: PORTALS_JUMP_COMMENT },
     { chain: 'OUTPUT', target: PORTALS_HOST_CHAIN, comment: PORTALS_JUMP_COMMENT },
   ];
+  const container = proxied.map((r) => redirectRule(PORTALS_CONTAINER_CHAIN, r, f));
+  const host = proxied.map((r) => redirectRule(PORTALS_HOST_CHAIN, r, f));
   return {
     chains: [PORTALS_CONTAINER_CHAIN, PORTALS_HOST_CHAIN],
     jumps,
-    rules: [
-      ...proxied.map((r) => redirectRule(PORTALS_CONTAINER_CHAIN, r, f)),
-      ...proxied.map((r) => redirectRule(PORTALS_HOST_CHAIN, r, f)),
-    ],
+    rules: [...container, ...host],
+    byChain: new Map([
+      [PORTALS_CONTAINER_CHAIN, container],
+      [PORTALS_HOST_CHAIN, host],
+    ]),
   };
 }
 

@@ -46,4 +46,9 @@ export interface RenderedRules {
   jumps: JumpRule[];
   /** "-A CHAIN ..." lines that fill our chains, exactly as they go into iptables-restore. */
   rules: string[];
+  /**
+   * The same lines per chain, when the renderer has them at hand: saves every sync a parse of
+   * each line (20,000 at 10,000 services).
+   */
+  byChain?: ReadonlyMap<string, readonly string[]>;
 }
