@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createCluster, nodeBin, repoRoot, type Cluster } from '../test/support/cluster.ts';
 import { writeConfig } from '../test/support/agent.ts';
 import { PATHS, natTable, path, tuneNamespaces } from './lib/topology.ts';
@@ -41,6 +41,8 @@ const log = (m: string): void => void process.stderr.write(`${m}\n`);
 
 const tmp = await mkdtemp(join(tmpdir(), 'edgeproxy-tcpq-'));
 let cluster: Cluster | undefined;
+/** The agent's manifests and config folders, removed at the end like `tmp`. */
+const dirs: string[] = [];
 try {
   cluster = await createCluster({ startServers: false });
   const c = cluster;
@@ -56,11 +58,13 @@ try {
     : await startHaproxy(c, server.ip, tmp);
   const edge = path('edgeproxy');
   const manifests = await writeManifests([edgeService(edge.clusterIP, server.ip, edge.backend)]);
+  dirs.push(manifests);
   const config = await writeConfig({
     iptables: { syncPeriod: '5s', minSyncPeriod: '1s' },
     log: { level: 'info' },
     proxy: { workers: workers === undefined ? 'auto' : Number(workers) },
   });
+  dirs.push(dirname(config));
   const env: Record<string, string> = prof !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : {};
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] !== '--env') continue;
@@ -132,5 +136,5 @@ try {
     }
   }
   await cluster?.destroy();
-  await rm(tmp, { recursive: true, force: true });
+  for (const dir of [tmp, ...dirs]) await rm(dir, { recursive: true, force: true });
 }
