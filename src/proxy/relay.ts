@@ -87,7 +87,8 @@ class PooledReads {
   release(): void {
     if (this.#pooled) this.#pool.give(this.#buffer);
     this.#pooled = false;
-    // Writes may still point into the held ones: they are left to the GC.
+    // Held buffers go back once `to` has sent everything; else writes may still point into
+    // them, and they are left to the GC.
     if (this.#to !== undefined && !this.#to.destroyed && this.#to.writableLength === 0) this.#giveHeld();
     for (const buf of this.#held) this.#pool.drop(buf);
     this.#held = [];
