@@ -4,7 +4,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { Backend } from '../model/types.ts';
 import { TcpProxyPort } from './tcpPort.ts';
-import { ReadBufferPool } from './readBuffers.ts';
+import { readBufferPool, type ReadBufferPool } from './readBuffers.ts';
 import { userBuffersSupported } from './userBuffer.ts';
 import type { ConnectFn, TcpProxyCounters, TcpProxyTuning } from './tcpPort.ts';
 import { ConnectionBudget } from './limits.ts';
@@ -96,7 +96,7 @@ export class ProxyManager {
   #queue: Promise<unknown> = Promise.resolve();
   #budget: ConnectionBudget | undefined;
   /** Read buffers of this thread's TCP relays, one cap for all its ports. */
-  #readBuffers = new ReadBufferPool();
+  #readBuffers: ReadBufferPool;
   /** TCP worker threads, started with the first TCP port when workers > 1. */
   #pool: TcpWorkerPool | undefined;
   /** Listener ports of the configured range, per protocol (TCP and UDP ports are separate spaces). */
@@ -108,6 +108,7 @@ export class ProxyManager {
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#readBuffers = readBufferPool(this.#log);
     if (!userBuffersSupported()) {
       this.#log.warn({ node: process.version }, 'this Node lacks user-buffer reads for accepted sockets: client-to-backend bytes go through streams (slower bulk transfers)');
     }

@@ -4,6 +4,8 @@
 // transfer. A relay (relay.ts) takes one buffer per direction and gives it back when its socket
 // closes, so steady traffic allocates nothing. An open connection holds its buffers even while
 // idle, so the bytes held are capped: past the cap, connections read through streams as before.
+import type { Logger } from 'pino';
+import { IntervalLog } from './limits.ts';
 
 /** What a relay reads into first: libuv's own read size for a stream. */
 export const SMALL_READ_BUFFER = 64 * 1024;
@@ -20,14 +22,19 @@ export const DEFAULT_READ_BUFFER_BYTES = 32 * 1024 * 1024;
 export class ReadBufferPool {
   readonly #free = new Map<number, Buffer[]>();
   readonly #capacityBytes: number;
+  readonly #onCapReached: (() => void) | undefined;
   /** Bytes of the buffers handed out and not given back or dropped, plus the free ones. */
   #bytes = 0;
   #allocated = 0;
   #inUse = 0;
 
-  /** capacityBytes: bytes of buffers alive at once, in use or free. */
-  constructor(capacityBytes = DEFAULT_READ_BUFFER_BYTES) {
+  /**
+   * capacityBytes: bytes of buffers alive at once, in use or free. onCapReached: called when a
+   * buffer is refused for the cap (a connection then reads through streams), to tell the operator.
+   */
+  constructor(capacityBytes = DEFAULT_READ_BUFFER_BYTES, onCapReached?: () => void) {
     this.#capacityBytes = capacityBytes;
+    this.#onCapReached = onCapReached;
   }
 
   /** A buffer of `size` bytes, or undefined when that would pass the cap. */
@@ -41,7 +48,10 @@ export class ReadBufferPool {
           this.#bytes -= other;
         }
       }
-      if (this.#bytes + size > this.#capacityBytes) return undefined;
+      if (this.#bytes + size > this.#capacityBytes) {
+        this.#onCapReached?.();
+        return undefined;
+      }
       buf = Buffer.allocUnsafeSlow(size);
       this.#bytes += size;
       this.#allocated++;
@@ -70,4 +80,15 @@ export class ReadBufferPool {
     for (const list of this.#free.values()) free += list.length;
     return { allocated: this.#allocated, inUse: this.#inUse, free, bytes: this.#bytes };
   }
+}
+
+/** A thread's pool with the default cap, warning at most once a minute while the cap turns buffers down. */
+export function readBufferPool(log: Logger): ReadBufferPool {
+  const capLog = new IntervalLog(60_000);
+  return new ReadBufferPool(DEFAULT_READ_BUFFER_BYTES, () => {
+    const refused = capLog.record();
+    if (refused !== undefined) {
+      log.warn({ capBytes: DEFAULT_READ_BUFFER_BYTES, refused }, 'relay read buffers at their cap: connections read through streams or smaller buffers (slower bulk transfers)');
+    }
+  });
 }

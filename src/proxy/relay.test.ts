@@ -139,7 +139,8 @@ test("relay: past the pool's cap, connections read through streams, and every bu
 });
 
 test('ReadBufferPool: a byte cap over both sizes; free buffers of the other size make room', () => {
-  const pool = new ReadBufferPool(LARGE_READ_BUFFER + SMALL_READ_BUFFER);
+  let refusals = 0;
+  const pool = new ReadBufferPool(LARGE_READ_BUFFER + SMALL_READ_BUFFER, () => refusals++);
   const small = pool.take()!;
   const large = pool.take(LARGE_READ_BUFFER)!;
   assert.equal(pool.take(), undefined);
@@ -156,4 +157,5 @@ test('ReadBufferPool: a byte cap over both sizes; free buffers of the other size
   pool.drop(large); // held by a write: gone from the count
   assert.equal(pool.take(LARGE_READ_BUFFER)?.length, LARGE_READ_BUFFER);
   assert.deepEqual(pool.stats(), { allocated: 3, inUse: 1, free: 0, bytes: LARGE_READ_BUFFER });
+  assert.equal(refusals, 2, 'each refusal is reported');
 });

@@ -6,7 +6,7 @@ import { createLogger } from '../../telemetry/logger.ts';
 import { ReconfigurableBalancer } from '../balancers/index.ts';
 import { ConnectionBudget } from '../limits.ts';
 import { TcpProxyPort } from '../tcpPort.ts';
-import { ReadBufferPool } from '../readBuffers.ts';
+import { readBufferPool } from '../readBuffers.ts';
 import type { TcpProxyCounters } from '../tcpPort.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol.ts';
 import { addCounters } from './counters.ts';
@@ -22,7 +22,7 @@ interface WorkerPort {
 }
 const ports = new Map<string, WorkerPort>();
 /** Read buffers of this thread's relays, one cap for all its ports. */
-const readBuffers = new ReadBufferPool();
+const readBuffers = readBufferPool(log);
 /** Counters of listeners closed while their id lives on (reopened later): kept so totals never go down. */
 const closedCounters = new Map<string, TcpProxyCounters>();
 /** Closed listeners whose connections still run: counted until the port id is gone. */
