@@ -6,7 +6,7 @@
 // through to kube-proxy as if it were gone. The rules left behind are deleted by the next sync
 // that has no change to make (the agent's periodic resync), off the path of a change.
 import { quoteString } from '../rules/syntax.ts';
-import { splitRuleArgs } from './args.ts';
+import { sameRule, splitRuleArgs } from './args.ts';
 
 /** Chains at least this long take changes as overrides; shorter ones are cheap to delete from (~10 ms). */
 export const OVERRIDE_FROM_RULES = 1000;
@@ -33,10 +33,6 @@ export function matchKey(line: string): string {
   const bare = line.replace(COMMENT, '');
   const at = bare.search(TARGET);
   return at >= 0 ? bare.slice(0, at) : bare;
-}
-
-function sameArgs(a: string, b: string): boolean {
-  return a === b || splitRuleArgs(a).join('\0') === splitRuleArgs(b).join('\0');
 }
 
 /** Whether a line is a RETURN written to override a removed rule. */
@@ -132,7 +128,7 @@ export function planOverrides(chain: string, have: readonly string[], want: read
   for (const [key, line] of wanted) {
     const current = effective.get(key);
     if (current === undefined) appends.push(line);
-    else if (!sameArgs(current, line)) inserts.push(line);
+    else if (current !== line && !sameRule(current, line)) inserts.push(line);
   }
   for (const [key, line] of effective) {
     if (!wanted.has(key) && !isOverrideReturn(line)) inserts.push(overrideReturn(chain, line));
