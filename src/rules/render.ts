@@ -71,10 +71,12 @@ function compareProxied(a: { key: string; r: ProxiedPortRule }, b: { key: string
 
 function redirectRule(chain: string, r: ProxiedPortRule, f: FamilySyntax): string {
   const p = protocolName(r.protocol);
-  return (
-    `-A ${chain} -d ${f.host(r.clusterIP)} -p ${p} -m comment --comment ${quoteString(r.portName)}` +
-    ` -m ${p} --dport ${r.port} -j REDIRECT --to-ports ${r.listenPort}`
-  );
+  // Joined rather than concatenated: one flat string, not a tree of pieces that every later
+  // use (hashing, comparing, writing) would flatten again (20,000 rules at 10,000 services).
+  return [
+    '-A ', chain, ' -d ', f.host(r.clusterIP), ' -p ', p, ' -m comment --comment ', quoteString(r.portName),
+    ' -m ', p, ' --dport ', r.port, ' -j REDIRECT --to-ports ', r.listenPort,
+  ].join('');
 }
 
 function sortedProxied(desired: DesiredRules, f: FamilySyntax): ProxiedPortRule[] {
