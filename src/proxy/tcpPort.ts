@@ -108,7 +108,7 @@ export class TcpProxyPort {
   #port: number;
   #connectTimeoutMs: number;
   #balancer: Balancer;
-  #connect: ConnectFn;
+  #connect: ConnectFn | undefined;
   #server: net.Server;
   #boundPort = 0;
   #conns = new Set<Connection>();
@@ -151,10 +151,8 @@ export class TcpProxyPort {
     this.#balancer = opts.balancer ?? new RoundRobinBalancer();
     this.#readBuffers = opts.readBuffers ?? new ReadBufferPool();
     this.#pooledReads = opts.pooledReads ?? true;
-    const pool = this.#readBuffers;
-    this.#connect =
-      opts.connect ??
-      (this.#pooledReads ? (b) => connectPooled({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true }, pool) : defaultConnect);
+    // Undefined: dial with pooled reads (a plain dial at the pool's cap); no closure per port.
+    this.#connect = opts.connect ?? (this.#pooledReads ? undefined : defaultConnect);
     this.#warnIntervalMs = opts.warnIntervalMs ?? 10_000;
     this.#maxDialAttempts = opts.maxDialAttempts;
     this.#dialBackoffMs = opts.dialBackoffMs ?? 0;
@@ -433,7 +431,7 @@ export class TcpProxyPort {
   #dialOne(backend: Backend, client: net.Socket, done: (result: net.Socket | Error) => void): void {
     let sock: net.Socket;
     try {
-      sock = this.#connect(backend);
+      sock = this.#connect?.(backend) ?? connectPooled({ host: backend.ip, port: backend.port, allowHalfOpen: true, noDelay: true }, this.#readBuffers);
     } catch (err) {
       // Asynchronously, as a failed connect would be.
       process.nextTick(done, err instanceof Error ? err : new Error(String(err)));
