@@ -15,7 +15,10 @@ import { RoundRobinBalancer } from './roundRobin.ts';
 /** Opens a (not yet connected) socket to a backend; injectable so tests can simulate black holes. */
 export type ConnectFn = (backend: Backend) => net.Socket;
 
-export const defaultConnect: ConnectFn = (b) => net.connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true });
+/** How the proxy dials a backend: half-open allowed (the half-close is relayed), no Nagle. */
+const dialOptions = (b: Backend): net.NetConnectOpts => ({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true });
+
+export const defaultConnect: ConnectFn = (b) => net.connect(dialOptions(b));
 
 /** Failover, health, timeout and limit settings (config `proxy.*`); the same for every port. */
 export interface TcpProxyTuning {
@@ -431,7 +434,7 @@ export class TcpProxyPort {
   #dialOne(backend: Backend, client: net.Socket, done: (result: net.Socket | Error) => void): void {
     let sock: net.Socket;
     try {
-      sock = this.#connect?.(backend) ?? connectPooled({ host: backend.ip, port: backend.port, allowHalfOpen: true, noDelay: true }, this.#readBuffers);
+      sock = this.#connect?.(backend) ?? connectPooled(dialOptions(backend), this.#readBuffers);
     } catch (err) {
       // Asynchronously, as a failed connect would be.
       process.nextTick(done, err instanceof Error ? err : new Error(String(err)));

@@ -39,8 +39,8 @@ export function userBuffersSupported(): boolean {
 export interface UserBufferReads {
   /** The buffer for the next read; called after every read. */
   buffer: () => Buffer;
-  /** Bytes read into buf[0, n); the return value is ignored (use pause()). */
-  callback: (n: number, buf: Buffer) => void;
+  /** Bytes read into buf[0, n); return true (pause() stops the reads). */
+  callback: (n: number, buf: Buffer) => boolean;
 }
 
 /**
@@ -55,10 +55,7 @@ export function enableUserBuffer(socket: net.Socket, reads: UserBufferReads, all
   const first = reads.buffer();
   const target = socket as unknown as Record<symbol, unknown>;
   target[sym.buffer] = first;
-  target[sym.callback] = (n: number, buf: Buffer) => {
-    reads.callback(n, buf);
-    return true;
-  };
+  target[sym.callback] = reads.callback;
   target[sym.generator] = reads.buffer;
   handle.useUserBuffer(first);
   return true;
