@@ -46,11 +46,31 @@ export function prefixEchoServer(name: string): Promise<TestServer> {
   return startServer((s) => s.on('data', (d) => s.write(`${name}:${d.toString()}`)));
 }
 
-/** A loopback port with nothing listening (connections are refused). */
+/**
+ * A loopback port that refuses connections and keeps refusing them. A port that was free a
+ * moment ago is not enough: test files run in parallel processes, and another one's listen(0)
+ * can take it (a CI run once dialled a live server through such a "dead" port). Ports below
+ * 1024 lie outside the ephemeral range listen(0) draws from and no test binds them; each is
+ * checked to refuse before it is handed out, and none is handed out twice in a process.
+ */
 export async function closedPort(): Promise<number> {
-  const s = await startServer(() => {});
-  await s.close();
-  return s.port;
+  while (nextRefusedPort >= 600) {
+    const port = nextRefusedPort--;
+    if (await refuses(port)) return port;
+  }
+  throw new Error(`no port below 1024 on ${LOOPBACK} refuses connections`);
+}
+let nextRefusedPort = 1023;
+
+function refuses(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: LOOPBACK, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
 }
 
 export function backend(port: number, overrides: Partial<Backend> = {}): Backend {

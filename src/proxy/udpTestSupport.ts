@@ -27,11 +27,34 @@ export async function udpNamedServer(name: string, port = 0): Promise<UdpTestSer
   };
 }
 
-/** A loopback UDP port with nothing bound: datagrams to it draw ICMP port-unreachable. */
+/**
+ * A loopback UDP port with nothing bound, which stays so: datagrams to it draw ICMP
+ * port-unreachable. Taken below 1024, out of the range another test's bind(0) draws from (see
+ * closedPort), and checked free first.
+ */
 export async function closedUdpPort(): Promise<number> {
-  const s = await udpNamedServer('gone');
-  await s.close();
-  return s.port;
+  while (nextUnboundPort >= 600) {
+    const port = nextUnboundPort--;
+    if (await udpRefuses(port)) return port;
+  }
+  throw new Error(`no UDP port below 1024 on ${LOOPBACK} refuses datagrams`);
+}
+let nextUnboundPort = 1023;
+
+/** Whether a datagram to the port draws port-unreachable (a connected socket reports it as ECONNREFUSED). */
+async function udpRefuses(port: number): Promise<boolean> {
+  const s = dgram.createSocket('udp4');
+  s.connect(port, LOOPBACK);
+  await once(s, 'connect');
+  const refused = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(resolve, 500, false);
+    const settle = (answer: boolean) => (clearTimeout(timer), resolve(answer));
+    s.once('error', (err: NodeJS.ErrnoException) => settle(err.code === 'ECONNREFUSED'));
+    s.once('message', () => settle(false));
+    s.send('?');
+  });
+  s.close();
+  return refused;
 }
 
 export interface UdpClient {
