@@ -77,8 +77,10 @@ export class Agent implements HealthSource {
     const { config, store, proxy, iptables, metrics } = this.#deps;
     const endTimer = metrics.syncDuration.startTimer();
     const desired = computeDesired(store.snapshot(), config, this.#previous);
-    for (const line of describeChanges(this.#previous, desired)) this.#log.info(line.fields, line.msg);
-    this.#previous = desired;
+    if (desired !== this.#previous) {
+      for (const line of describeChanges(this.#previous, desired)) this.#log.info(line.fields, line.msg);
+      this.#previous = desired;
+    }
 
     // Listeners first, so no rule ever points at a port nobody listens on.
     const listening = await proxy.prepare(desired.proxySpecs);

@@ -48,6 +48,8 @@ export interface Desired {
  */
 interface PlanReuse {
   config: DesiredConfig;
+  /** The store's snapshot it was computed from: the same one again means nothing changed. */
+  snapshot: StateSnapshot;
   inputs: Map<string, PlanInputs>;
 }
 
@@ -65,8 +67,13 @@ export function proxyPortId(portName: string, protocol: string): string {
 /** The config computeDesired reads: the filter, the default policy and this node's name. */
 export type DesiredConfig = FilterConfig & BalancingConfig;
 
-/** previous: the last result, whose plans are reused where their inputs are the same objects. */
+/**
+ * previous: the last result, whose plans are reused where their inputs are the same objects.
+ * The same snapshot and config as previous's return previous itself (a resync with nothing new:
+ * at 10,000 services, walking every plan again allocated ~8 MB per sync).
+ */
 export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig, previous?: Desired): Desired {
+  if (previous?.reuse?.config === filter && previous.reuse.snapshot === snapshot) return previous;
   const services: ServicePlan[] = [];
   const proxySpecs: ProxyPortSpec[] = [];
   const ignored: IgnoredServiceRule[] = [];
@@ -139,7 +146,7 @@ export function computeDesired(snapshot: StateSnapshot, filter: DesiredConfig, p
     services.push(plan);
     inputs.set(key, { plan, slices, rules, ignored: ignoredRule });
   }
-  return { services, proxySpecs, ignored, reuse: { config: filter, inputs } };
+  return { services, proxySpecs, ignored, reuse: { config: filter, snapshot, inputs } };
 }
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {

@@ -1,5 +1,6 @@
 // Command line: run, plan, status, cleanup. Each command is a small module taking its options;
 // this file only parses arguments and maps errors to exit codes.
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { runCommand } from './commands/run.ts';
 import { planCommand } from './commands/plan.ts';
@@ -9,8 +10,10 @@ import { ConfigError } from '../config/load.ts';
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   const program = new Command()
     .name('edgeproxy')
+    .version(`edgeproxy ${version} (Node ${process.version})`, '-V, --version')
     .description('Hybrid proxy for Kubernetes edge nodes: takes ClusterIP traffic in front of kube-proxy for the services it proxies.')
     .showHelpAfterError()
     .exitOverride();

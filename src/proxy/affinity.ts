@@ -12,6 +12,7 @@
 import { backendId } from '../model/types.ts';
 import type { Backend } from '../model/types.ts';
 import type { Balancer } from './balancer.ts';
+import { monotonicNow } from './limits.ts';
 
 /** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds. */
 export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
@@ -44,7 +45,7 @@ export class AffinityBalancer implements Balancer {
   constructor(inner: Balancer, opts: AffinityOptions) {
     this.#inner = inner;
     this.#timeoutMs = opts.timeoutSeconds * 1000;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? monotonicNow;
     this.#maxEntries = opts.maxEntries ?? DEFAULT_AFFINITY_MAX_ENTRIES;
     this.#byId = new Map(inner.backends().map((b) => [backendId(b), b]));
     this.#nextSweepAt = this.#now() + Math.min(this.#timeoutMs, SWEEP_INTERVAL_MS);

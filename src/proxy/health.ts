@@ -2,6 +2,7 @@
 // time it fails again without a success in between. Shared by any balancing policy: it only
 // reorders the candidates a balancer proposes, it never chooses.
 import { backendId } from '../model/types.ts';
+import { monotonicNow } from './limits.ts';
 
 export interface EjectionTrackerOptions {
   /** First ejection's length. */
@@ -25,12 +26,13 @@ export class EjectionTracker {
   #baseMs: number;
   #maxMs: number;
   #now: () => number;
-  #byId = new Map<string, EndpointHealth>();
+  /** Endpoints that failed since their last success; made on the first failure (a port per service: most never see one). */
+  #failing: Map<string, EndpointHealth> | undefined;
 
   constructor(opts: EjectionTrackerOptions) {
     this.#baseMs = Math.max(0, opts.baseMs);
     this.#maxMs = Math.max(this.#baseMs, opts.maxMs);
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? monotonicNow;
   }
 
   /**
@@ -43,22 +45,23 @@ export class EjectionTracker {
     if (this.#baseMs === 0) return 0;
     const id = backendId(endpoint);
     const now = this.#now();
-    const h = this.#byId.get(id) ?? { ejections: 0, until: -Infinity };
+    this.#failing ??= new Map();
+    const h = this.#failing.get(id) ?? { ejections: 0, until: -Infinity };
     if (h.until > now) return 0;
     h.ejections++;
     const ms = Math.min(this.#maxMs, this.#baseMs * 2 ** Math.min(h.ejections - 1, 30));
     h.until = now + ms;
-    this.#byId.set(id, h);
+    this.#failing.set(id, h);
     return ms;
   }
 
   /** A successful dial: the endpoint is healthy again and its cool-down starts over. */
   succeeded(endpoint: Endpoint): void {
-    if (this.#byId.size > 0) this.#byId.delete(backendId(endpoint)); // no id string per connection when all are healthy
+    if (this.#failing !== undefined && this.#failing.size > 0) this.#failing.delete(backendId(endpoint)); // no id string per connection when all are healthy
   }
 
   isEjected(endpoint: Endpoint): boolean {
-    const h = this.#byId.get(backendId(endpoint));
+    const h = this.#failing?.get(backendId(endpoint));
     return h !== undefined && h.until > this.#now();
   }
 
@@ -68,7 +71,7 @@ export class EjectionTracker {
    * beats a certain failure.
    */
   order<T extends Endpoint>(candidates: readonly T[]): readonly T[] {
-    if (this.#byId.size === 0) return candidates;
+    if (this.#failing === undefined || this.#failing.size === 0) return candidates;
     const healthy: T[] = [];
     const ejected: T[] = [];
     for (const c of candidates) (this.isEjected(c) ? ejected : healthy).push(c);
@@ -77,16 +80,16 @@ export class EjectionTracker {
 
   /** Forgets endpoints not in the list (they were removed), so the map stays bounded. */
   retain(endpoints: readonly Endpoint[]): void {
-    if (this.#byId.size === 0) return;
+    if (this.#failing === undefined || this.#failing.size === 0) return;
     const keep = new Set(endpoints.map(backendId));
-    for (const id of this.#byId.keys()) if (!keep.has(id)) this.#byId.delete(id);
+    for (const id of this.#failing.keys()) if (!keep.has(id)) this.#failing.delete(id);
   }
 
   /** Endpoints ejected right now. */
   ejectedCount(): number {
     const now = this.#now();
     let n = 0;
-    for (const h of this.#byId.values()) if (h.until > now) n++;
+    for (const h of this.#failing?.values() ?? []) if (h.until > now) n++;
     return n;
   }
 }

@@ -37,6 +37,11 @@ export class ConnectionBudget {
   }
 }
 
+/** performance.now as a plain function: one shared default clock, not a closure per object. */
+export function monotonicNow(): number {
+  return performance.now();
+}
+
 /**
  * Counts events and lets the caller log at most once per interval, with how many happened
  * since the last log line.
@@ -47,7 +52,7 @@ export class IntervalLog {
   #lastAt = -Infinity;
   #pending = 0;
 
-  constructor(intervalMs: number, now: () => number = () => performance.now()) {
+  constructor(intervalMs: number, now: () => number = monotonicNow) {
     this.#intervalMs = intervalMs;
     this.#now = now;
   }

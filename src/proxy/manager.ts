@@ -104,6 +104,8 @@ export class ProxyManager {
   /** Ids left unserved because the range was used up: logged once, not on every sync. */
   #unserved = new Set<string>();
   #workerRestarts = 0;
+  /** The last prepare()'s specs and answer, while every spec is served and none has affinity. */
+  #lastPrepared: { specs: readonly ProxyPortSpec[]; listening: ProxyPortStatus[] } | undefined;
 
   constructor(opts: ProxyManagerOptions) {
     this.#opts = opts;
@@ -145,6 +147,11 @@ export class ProxyManager {
    */
   prepare(specs: readonly ProxyPortSpec[]): Promise<ProxyPortStatus[]> {
     return this.#serialised(async () => {
+      // The agent's resync hands the same array while nothing changed: when every spec got its
+      // listener last time and none needs a sweep (affinity), there is nothing to do, and the
+      // same answer keeps the agent's render cached. (A rebuild cost ~4 MB at 10,000 ports.)
+      const last = this.#lastPrepared;
+      if (last !== undefined && last.specs === specs) return last.listening;
       const tcp = new Map<string, ProxyPortSpec>();
       for (const spec of specs) {
         if (spec.protocol !== 'TCP' && spec.protocol !== 'UDP') {
@@ -179,6 +186,8 @@ export class ProxyManager {
         const entry = this.#ports.get(id);
         if (entry !== undefined) out.push({ id, listenPort: entry.port.port });
       }
+      const settled = out.length === tcp.size && !specs.some((s) => s.sessionAffinitySeconds !== undefined);
+      this.#lastPrepared = settled ? { specs, listening: out } : undefined;
       return out;
     });
   }
@@ -368,6 +377,7 @@ export class ProxyManager {
     const entry = this.#ports.get(id);
     if (entry === undefined) return;
     this.#ports.delete(id);
+    this.#lastPrepared = undefined;
     await Promise.all([entry.port.close(), this.#pool?.close(id)]);
     this.#allocatorFor(entry.spec)?.release(id);
     this.#log.info({ proxyPort: id }, 'proxy listener closed');

@@ -104,6 +104,9 @@ interface Connection {
   backend?: Backend;
 }
 
+const kOwner = Symbol('tcpProxyPort');
+type OwnedServer = net.Server & { [kOwner]: TcpProxyPort };
+
 export class TcpProxyPort {
   readonly id: string;
   #log: Logger;
@@ -114,7 +117,8 @@ export class TcpProxyPort {
   #connect: ConnectFn | undefined;
   #server: net.Server;
   #boundPort = 0;
-  #conns = new Set<Connection>();
+  /** Open connections; made with the first one (most of a node's many ports stay idle). */
+  #conns: Set<Connection> | undefined;
   #counters: TcpProxyCounters = {
     accepted: 0,
     active: 0,
@@ -136,12 +140,14 @@ export class TcpProxyPort {
   #idleTimeoutMs: number;
   #graceMs: number;
   /** One timer per removed endpoint (ip:port) whose connections are closed when it fires. */
-  #graceTimers = new Map<string, NodeJS.Timeout>();
+  #graceTimers: Map<string, NodeJS.Timeout> | undefined;
   #maxConnections: number;
   #budget: ConnectionBudget | undefined;
   #portBudget: ConnectionBudget | undefined;
   #reusePort: boolean;
-  #refusedLog: IntervalLog;
+  /** Made on the first refusal (most ports never refuse). */
+  #refusedLog: IntervalLog | undefined;
+  #now: (() => number) | undefined;
   #readBuffers: ReadBufferPool;
   #pooledReads: boolean;
 
@@ -173,14 +179,25 @@ export class TcpProxyPort {
     this.#budget = opts.connectionBudget;
     this.#portBudget = opts.portBudget;
     this.#reusePort = opts.reusePort ?? false;
-    this.#refusedLog = new IntervalLog(this.#warnIntervalMs, opts.now);
+    this.#now = opts.now;
     this.update(opts.backends ?? []);
     // pauseOnConnect: nothing is read from the client until the upstream is connected, so
     // no data is lost and none is buffered beyond the kernel's socket buffers.
-    this.#server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (c) => {
-      this.#accept(c);
-    });
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }) as OwnedServer;
+    server[kOwner] = this;
+    server.on('connection', TcpProxyPort.#onConnection);
+    this.#server = server;
   }
+
+  // The servers' listeners, shared by every port (a node may have 10,000): no closures per port.
+  static readonly #onConnection = function (this: OwnedServer, client: net.Socket): void {
+    this[kOwner].#accept(client);
+  };
+
+  static readonly #onListenerError = function (this: OwnedServer, err: Error): void {
+    const port = this[kOwner];
+    port.#log.error({ err, proxyPort: port.id }, 'proxy listener error');
+  };
 
   /** Starts listening; resolves the bound port. */
   listen(): Promise<number> {
@@ -190,7 +207,7 @@ export class TcpProxyPort {
       this.#server.listen({ host: this.#host, port: this.#port, ...(this.#reusePort && { reusePort: true }) }, () => {
         this.#server.off('error', onError);
         // Errors before this point reject listen(); the caller reports them.
-        this.#server.on('error', (err) => this.#log.error({ err, proxyPort: this.id }, 'proxy listener error'));
+        this.#server.on('error', TcpProxyPort.#onListenerError);
         const addr = this.#server.address();
         this.#boundPort = addr !== null && typeof addr === 'object' ? addr.port : 0;
         resolve(this.port);
@@ -208,22 +225,24 @@ export class TcpProxyPort {
    * that with a grace period those of a removed endpoint are closed once it has passed.
    */
   update(backends: readonly Backend[]): void {
-    const before = new Set(this.#configured.map(backendId));
+    const previous = this.#configured;
     this.#configured = [...backends];
-    const now = new Set(this.#configured.map(backendId));
     this.#balancer.update(usableBackends(backends));
     this.#health?.retain(this.#configured);
-    for (const [id, timer] of this.#graceTimers) {
+    if (this.#graceMs <= 0) return;
+    const before = new Set(previous.map(backendId));
+    const now = new Set(this.#configured.map(backendId));
+    const timers = (this.#graceTimers ??= new Map());
+    for (const [id, timer] of timers) {
       if (!now.has(id)) continue;
       clearTimeout(timer); // back before its grace period ended: its connections stay
-      this.#graceTimers.delete(id);
+      timers.delete(id);
     }
-    if (this.#graceMs <= 0) return;
     for (const id of before) {
-      if (now.has(id) || this.#graceTimers.has(id)) continue;
+      if (now.has(id) || timers.has(id)) continue;
       const timer = setTimeout(() => this.#closeRemoved(id), this.#graceMs);
       timer.unref();
-      this.#graceTimers.set(id, timer);
+      timers.set(id, timer);
     }
   }
 
@@ -240,7 +259,7 @@ export class TcpProxyPort {
   /** Counters; byte counts include the connections still open. */
   counters(): TcpProxyCounters {
     const c = { ...this.#counters };
-    for (const conn of this.#conns) {
+    for (const conn of this.#conns ?? []) {
       c.bytesIn += conn.client.bytesRead;
       c.bytesOut += conn.upstream?.bytesRead ?? 0;
     }
@@ -250,7 +269,7 @@ export class TcpProxyPort {
   /** Bytes queued in the proxy's own socket write buffers, to observe backpressure. */
   bufferedBytes(): number {
     let n = 0;
-    for (const conn of this.#conns) n += conn.client.writableLength + (conn.upstream?.writableLength ?? 0);
+    for (const conn of this.#conns ?? []) n += conn.client.writableLength + (conn.upstream?.writableLength ?? 0);
     return n;
   }
 
@@ -270,18 +289,18 @@ export class TcpProxyPort {
 
   /** Resets every open connection (both sides). */
   destroyConnections(): void {
-    for (const timer of this.#graceTimers.values()) clearTimeout(timer);
-    this.#graceTimers.clear();
-    for (const conn of this.#conns) {
+    for (const timer of this.#graceTimers?.values() ?? []) clearTimeout(timer);
+    this.#graceTimers?.clear();
+    for (const conn of this.#conns ?? []) {
       reset(conn.client);
       if (conn.upstream !== undefined) reset(conn.upstream);
     }
   }
 
   #closeRemoved(id: string): void {
-    this.#graceTimers.delete(id);
+    this.#graceTimers?.delete(id);
     let closed = 0;
-    for (const conn of this.#conns) {
+    for (const conn of this.#conns ?? []) {
       if (conn.backend === undefined || backendId(conn.backend) !== id) continue;
       reset(conn.client);
       if (conn.upstream !== undefined) reset(conn.upstream);
@@ -300,6 +319,7 @@ export class TcpProxyPort {
     }
     if (limit === undefined) return true;
     this.#counters.refused++;
+    this.#refusedLog ??= new IntervalLog(this.#warnIntervalMs, this.#now);
     const n = this.#refusedLog.record();
     if (n !== undefined) {
       const max = limit === 'port' ? (this.#portBudget?.max ?? this.#maxConnections) : this.#budget?.max;
@@ -318,12 +338,12 @@ export class TcpProxyPort {
     this.#counters.active++;
     if (this.#pooledReads) readPooled(client, this.#readBuffers);
     const conn: Connection = { client };
-    this.#conns.add(conn);
+    (this.#conns ??= new Set()).add(conn);
     client.on('error', (err) => this.#log.debug({ err, proxyPort: this.id }, 'client socket error'));
     let open = 2; // client and upstream; the upstream counts as closed if never connected
     const closed = () => {
       if (--open > 0) return;
-      this.#conns.delete(conn);
+      this.#conns?.delete(conn);
       this.#counters.active--;
       this.#budget?.release();
       this.#portBudget?.release();

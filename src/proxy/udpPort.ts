@@ -9,6 +9,7 @@ import type { Backend } from '../model/types.ts';
 import { usableBackends } from './backends.ts';
 import type { Balancer } from './balancer.ts';
 import { RoundRobinBalancer } from './roundRobin.ts';
+import { monotonicNow } from './limits.ts';
 
 export interface UdpProxyPortOptions {
   /** For logs, e.g. "default/echo-udp:p/UDP". */
@@ -117,7 +118,7 @@ export class UdpProxyPort {
     this.#sweepIntervalMs = opts.sweepIntervalMs ?? Math.min(5000, Math.max(10, Math.floor(this.#idleTimeoutMs / 2)));
     this.#loopbackReplies = opts.loopbackReplies ?? true;
     this.#recvBufferBytes = opts.recvBufferBytes ?? 4 * 1024 * 1024;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? monotonicNow;
     this.update(opts.backends ?? []);
   }
 

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ProxyPortStats } from '../proxy/manager.ts';
-import { createMetrics, oncePerScrape } from './metrics.ts';
+import { createMetrics, type AgentMetrics } from './metrics.ts';
+
+/** One scrape's whole text. */
+async function scrapeText(m: AgentMetrics): Promise<string> {
+  let text = '';
+  for await (const chunk of m.scrape()) text += chunk;
+  return text;
+}
 
 const backend = { ip: '10.244.1.2', port: 8080, ready: true, serving: true, terminating: false };
 
@@ -48,7 +55,7 @@ describe('createMetrics: per-port metrics', () => {
       calls++;
       return ports;
     });
-    const text = await m.registry.metrics();
+    const text = await scrapeText(m);
     assert.equal(calls, 1);
     const lines = text.split('\n');
     for (const want of [
@@ -70,7 +77,7 @@ describe('createMetrics: per-port metrics', () => {
 
     // The next scrape reads afresh; a removed port leaves no sample behind.
     ports = [tcpPort('default/web:http', 9)];
-    const again = await m.registry.metrics();
+    const again = await scrapeText(m);
     assert.equal(calls, 2);
     assert.ok(again.includes('edgeproxy_connections_accepted_total{service_port="default/web:http",protocol="TCP"} 9'));
     assert.ok(!again.includes('kube-system/dns:dns'));
@@ -81,21 +88,27 @@ describe('createMetrics: worker restarts', () => {
   it('edgeproxy_worker_restarts_total reads the proxy at scrape time (0 without workers)', async () => {
     let restarts = 0;
     const m = createMetrics(() => [], () => restarts);
-    assert.ok((await m.registry.metrics()).split('\n').includes('edgeproxy_worker_restarts_total 0'));
+    assert.ok((await scrapeText(m)).split('\n').includes('edgeproxy_worker_restarts_total 0'));
     restarts = 2;
-    const lines = (await m.registry.metrics()).split('\n');
+    const lines = (await scrapeText(m)).split('\n');
     assert.ok(lines.includes('# TYPE edgeproxy_worker_restarts_total counter'));
     assert.ok(lines.includes('edgeproxy_worker_restarts_total 2'));
-    assert.ok((await createMetrics(() => []).registry.metrics()).includes('edgeproxy_worker_restarts_total 0'));
+    assert.ok((await scrapeText(createMetrics(() => []))).includes('edgeproxy_worker_restarts_total 0'));
   });
 });
 
-describe('oncePerScrape', () => {
-  it('shares one result within a synchronous pass and recomputes after it', async () => {
-    let n = 0;
-    const f = oncePerScrape(() => ++n);
-    assert.deepEqual([f(), f(), f()], [1, 1, 1]);
-    await Promise.resolve();
-    assert.equal(f(), 2);
+describe('createMetrics: the agent metrics come first, then the per-port families', () => {
+  it('one HELP and TYPE per family, and each family once', async () => {
+    const m = createMetrics(() => [tcpPort('default/a:http', 1), tcpPort('default/b:http', 2), udpPort]);
+    m.syncErrors.inc();
+    const lines = (await scrapeText(m)).split('\n');
+    assert.ok(lines.indexOf('edgeproxy_sync_errors_total 1') < lines.indexOf('# TYPE edgeproxy_connections_accepted_total counter'));
+    const types = lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    assert.equal(new Set(types).size, types.length, 'no family twice');
+    const accepted = lines.filter((l) => l.startsWith('edgeproxy_connections_accepted_total{'));
+    assert.deepEqual(accepted, [
+      'edgeproxy_connections_accepted_total{service_port="default/a:http",protocol="TCP"} 1',
+      'edgeproxy_connections_accepted_total{service_port="default/b:http",protocol="TCP"} 2',
+    ]);
   });
 });

@@ -1,7 +1,8 @@
 // The agent's small HTTP endpoint: /metrics (Prometheus), /healthz (alive and syncing), /readyz
 // (first sync done and our rules in place).
 import http from 'node:http';
-import type { Registry } from 'prom-client';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 export interface HealthSource {
   healthy(): { ok: boolean; detail: string };
@@ -11,7 +12,9 @@ export interface HealthSource {
 export async function startTelemetryServer(opts: {
   host: string;
   port: number;
-  registry: Registry;
+  /** One /metrics text in chunks (AgentMetrics.scrape), and its media type. */
+  scrape: () => AsyncIterable<string>;
+  contentType: string;
   health: HealthSource;
   /** Runs before each /metrics render (e.g. fetching the proxy worker threads' counters). */
   beforeMetrics?: () => Promise<void>;
@@ -23,8 +26,9 @@ export async function startTelemetryServer(opts: {
     try {
       if (url === '/metrics') {
         await opts.beforeMetrics?.();
-        const body = await opts.registry.metrics();
-        res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body);
+        res.writeHead(200, { 'content-type': opts.contentType });
+        // Pulled as the client reads: a scrape of 10,000 ports is never whole in memory.
+        await pipeline(Readable.from(opts.scrape()), res);
       } else if (url === '/healthz' || url === '/readyz') {
         const { ok, detail } = url === '/healthz' ? opts.health.healthy() : opts.health.ready();
         res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${detail}\n`);
@@ -32,7 +36,9 @@ export async function startTelemetryServer(opts: {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz\n');
       }
     } catch (err) {
-      res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+      // Failed mid-body: the status is gone already, so cut the response short.
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
     }
   }
   await new Promise<void>((resolve, reject) => {

@@ -52,8 +52,11 @@ export function edgeproxy(cluster: Cluster, args: string[], timeoutMs = 15_000) 
   return cluster.exec(cluster.nodeNs, nodeBin, [edgeproxyBin, ...args], { timeoutMs });
 }
 
-export async function startAgent(cluster: Cluster, opts: { manifests: string; config: string; waitReady?: boolean }): Promise<RunningAgent> {
-  const child = cluster.spawn(cluster.nodeNs, nodeBin, [edgeproxyBin, 'run', '--manifests', opts.manifests, '--config', opts.config, '--log-level', 'debug']);
+export async function startAgent(
+  cluster: Cluster,
+  opts: { manifests: string; config: string; waitReady?: boolean; nodeFlags?: readonly string[]; args?: readonly string[] },
+): Promise<RunningAgent> {
+  const child = cluster.spawn(cluster.nodeNs, nodeBin, [...(opts.nodeFlags ?? []), edgeproxyBin, 'run', '--manifests', opts.manifests, '--config', opts.config, '--log-level', 'debug', ...(opts.args ?? [])]);
   const logs: LogLine[] = [];
   const waiters = new Set<() => void>();
   let stderr = '';

@@ -283,7 +283,7 @@ export class FakeApiServer {
     if (method === 'GET' && url.pathname === '/api') return json(200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
     if (type && verb !== 'other') {
       if (!this.#served(type)) return notFound();
-      return verb === 'list' ? json(200, this.#list(type)) : this.#watch(type, query, req, res, record);
+      return verb === 'list' ? json(200, this.#list(type, query)) : this.#watch(type, query, req, res, record);
     }
     const item = this.#itemPath(url.pathname);
     if (item && this.#served(item.type)) {
@@ -324,10 +324,23 @@ export class FakeApiServer {
     };
   }
 
-  #list(t: FakeResourceType): Record<string, unknown> {
+  /**
+   * A list, or with `limit` one page of it: `continue` carries the offset into the list sorted by
+   * namespace/name (pages come from the current state, not a snapshot, which is enough here).
+   */
+  #list(t: FakeResourceType, query: Record<string, string> = {}): Record<string, unknown> {
     // Real list items carry no apiVersion/kind.
-    const items = [...this.#objects.get(t.resource)!.values()].map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
-    return { kind: `${t.kind}List`, apiVersion: apiVersionOf(t), metadata: { resourceVersion: String(this.#rv) }, items };
+    let items = [...this.#objects.get(t.resource)!.values()].map(({ apiVersion: _a, kind: _k, ...rest }) => rest);
+    const metadata: Record<string, unknown> = { resourceVersion: String(this.#rv) };
+    const limit = Number(query['limit'] || '0');
+    if (limit > 0) {
+      const key = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+      items.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+      const offset = Number(query['continue'] || '0');
+      if (offset + limit < items.length) metadata['continue'] = String(offset + limit);
+      items = items.slice(offset, offset + limit);
+    }
+    return { kind: `${t.kind}List`, apiVersion: apiVersionOf(t), metadata, items };
   }
 
   #watch(t: FakeResourceType, query: Record<string, string>, req: http.IncomingMessage, res: http.ServerResponse, record: RequestRecord): void {

@@ -1,6 +1,7 @@
 // Runs the fake API server as its own process (e.g. inside a test node's network namespace):
 //   node fakeApiServerMain.ts --port 6443 [--host 127.0.0.1] [--manifests DIR] [--destination-rules]
-// loads the Services, EndpointSlices (and DestinationRules) found in DIR's YAML files, prints
+// loads the Services, EndpointSlices (and DestinationRules) found in DIR's YAML and JSON files (a
+// JSON `kind: List` counts as its items), prints
 // "listening <url>" and serves until killed. Changes go through the API itself (PUT/DELETE).
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,9 +21,12 @@ const { values } = parseArgs({
 const server = new FakeApiServer({ destinationRules: values['destination-rules'] });
 if (values.manifests) {
   const kinds = new Set(FAKE_RESOURCES.map((r) => r.kind));
-  for (const file of (await readdir(values.manifests, { recursive: true })).filter((f) => /\.ya?ml$/.test(f)).sort()) {
-    for (const doc of parseAllDocuments(await readFile(join(values.manifests, file), 'utf8'))) {
-      const obj = doc.toJS() as { kind?: string; metadata?: { name?: string } } | null;
+  type Doc = { kind?: string; metadata?: { name?: string }; items?: Doc[] } | null;
+  for (const file of (await readdir(values.manifests, { recursive: true })).filter((f) => /\.(ya?ml|json)$/.test(f)).sort()) {
+    const text = await readFile(join(values.manifests, file), 'utf8');
+    const docs = file.endsWith('.json') ? [JSON.parse(text) as Doc] : parseAllDocuments(text).map((d) => d.toJS() as Doc);
+    // A kind: List (as the bench writes its 10,000 services) is its items.
+    for (const obj of docs.flatMap((d) => (d?.kind === 'List' ? (d.items ?? []) : [d]))) {
       if (obj?.kind && kinds.has(obj.kind) && obj.metadata?.name) server.apply(obj as Parameters<FakeApiServer['apply']>[0]);
     }
   }

@@ -148,7 +148,8 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     server = await startTelemetryServer({
       host: config.metricsBindAddress.slice(0, sep),
       port: Number(config.metricsBindAddress.slice(sep + 1)),
-      registry: metrics.registry,
+      scrape: metrics.scrape,
+      contentType: metrics.contentType,
       health: agent,
       beforeMetrics: () => proxy.refreshStats(),
     });

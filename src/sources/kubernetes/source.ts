@@ -4,6 +4,7 @@
 // so the agent never programs rules from a partial view. Whether networking.istio.io is served is
 // checked again every discoveryPeriodMs: Istio installed (or removed) later starts (or stops) the
 // DestinationRule informer without a restart.
+import { listInPages } from './pagedList.ts';
 import { ApisApi, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -69,11 +70,11 @@ export class KubernetesSource {
     const core = this.#opts.kubeConfig.makeApiClient(CoreV1Api);
     const discovery = this.#opts.kubeConfig.makeApiClient(DiscoveryV1Api);
     const starts = [
-      this.#watch(SERVICES, () => core.listServiceForAllNamespaces() as Promise<KubernetesListObject<KubernetesObject>>, {
+      this.#watch(SERVICES, () => listInPages((limit, cont) => core.listServiceForAllNamespaces({ limit, ...(cont !== undefined && { _continue: cont }) }) as Promise<KubernetesListObject<KubernetesObject>>), {
         upsert: (o) => o.kind === 'Service' && sink.upsertService(o.value),
         delete: (ns, name) => sink.deleteService(ns, name),
       }),
-      this.#watch(ENDPOINT_SLICES, () => discovery.listEndpointSliceForAllNamespaces() as Promise<KubernetesListObject<KubernetesObject>>, {
+      this.#watch(ENDPOINT_SLICES, () => listInPages((limit, cont) => discovery.listEndpointSliceForAllNamespaces({ limit, ...(cont !== undefined && { _continue: cont }) }) as Promise<KubernetesListObject<KubernetesObject>>), {
         upsert: (o) => o.kind === 'EndpointSlice' && sink.upsertSlice(o.value),
         delete: (ns, name) => sink.deleteSlice(ns, name),
       }),
@@ -152,7 +153,11 @@ export class KubernetesSource {
     const custom = this.#opts.kubeConfig.makeApiClient(CustomObjectsApi);
     const watcher = this.#watcher(
       resource,
-      () => custom.listClusterCustomObject({ group: resource.group, version: resource.version, plural: resource.resource }) as Promise<KubernetesListObject<KubernetesObject>>,
+      () =>
+        listInPages(
+          (limit, cont) =>
+            custom.listClusterCustomObject({ group: resource.group, version: resource.version, plural: resource.resource, limit, ...(cont !== undefined && { _continue: cont }) }) as Promise<KubernetesListObject<KubernetesObject>>,
+        ),
       this.#destinationRuleHandlers!,
     );
     this.#destinationRules = { watcher, version };

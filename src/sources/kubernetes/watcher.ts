@@ -13,6 +13,7 @@ import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type Kube
 import type { Logger } from 'pino';
 import { backoffDelay, jittered, type BackoffOptions } from './backoff.ts';
 import { collectionPath, sourceName, type ApiResource } from './resources.ts';
+import { slimObject } from './slim.ts';
 
 export type RestartReason = 'error' | 'watchdog' | 'expired' | 'closed' | 'resync';
 
@@ -93,7 +94,7 @@ class ObservedWatch extends Watch {
       (phase, obj, raw) => {
         if (this.dead) return;
         this.#onEvent(phase, obj as { code?: number } | undefined);
-        callback(phase, obj, raw);
+        callback(phase, phase === 'ERROR' ? obj : slimObject(obj as KubernetesObject | undefined), raw);
       },
       (err) => {
         // May run before super.watch() returns (a refused request): `controller` is not set yet.
@@ -199,6 +200,7 @@ export class ResourceWatcher {
     const list = async () => {
       const result = await this.#opts.list();
       if (run.dead) throw new Error('informer retired');
+      for (const item of result.items ?? []) slimObject(item);
       handlers.relisted(result.items ?? []);
       this.#alive();
       if (!this.#status.synced) {
