@@ -1,11 +1,16 @@
 // `node bench/tcpQuick.ts [--prof DIR] [--workers N] [--only short|bulk|transfer] [--seconds S]`
 // (root): the TCP steps of `npm run bench` only (HAProxy and edgeproxy, DNAT with --dnat), for
 // iterating on the proxy's data path. The agent runs with proxy.workers auto unless --workers N.
-// --prof DIR: the agent runs with `--cpu-prof` into DIR (one profile per thread). --strace: a
-// `strace -c -f` of the agent under 3 s of short connections into /tmp/strace-agent.txt. --plain:
-// a plain Node pipe() proxy in HAProxy's place. --env K=V: extra agent environment. --node-flags
-// "...": flags for the agent's Node (V8 flags included). --agent-log FILE: the agent's output. Each short
-// run prints the proxy's CPU time per connection (utime + stime from /proc, all threads).
+//   --prof DIR        the agent runs with `--cpu-prof` into DIR (one profile per thread)
+//   --strace          strace the agent, then the peer, under 3 s of short connections each, into
+//                     /tmp/strace-agent.txt and /tmp/strace-peer.txt (`-c` unless STRACE_ARGS says
+//                     otherwise, e.g. STRACE_ARGS="-tt -e trace=network" for every call)
+//   --plain           a plain Node pipe() proxy in HAProxy's place; --plain-file F: F instead
+//                     (e.g. bench/lib/handleProxy.ts)
+//   --env K=V         extra agent environment; --node-flags "...": flags for the agent's Node
+//   --agent-log FILE  the agent's output
+//   --nstat           the node namespace's TCP counters per accepted connection, per short run
+// Each short run prints the proxy's CPU time per connection (utime + stime from /proc, all threads).
 import { execFileSync } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -37,6 +42,16 @@ const cpuMs = (pid: number | undefined, which: 'user' | 'sys' | 'all' = 'all'): 
   const sys = Number(f[12]);
   return ((which === 'user' ? user : which === 'sys' ? sys : user + sys) * 1000) / 100;
 };
+/** The node namespace's absolute TCP counters (nstat -az: Tcp* and TcpExt*). */
+const tcpCounters = async (c: Cluster, ns: string): Promise<Map<string, number>> => {
+  const r = await c.exec(ns, 'nstat', ['-a', '-z', '-s']);
+  const m = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k !== undefined && /^Tcp/.test(k)) m.set(k, Number(v));
+  }
+  return m;
+};
 const log = (m: string): void => void process.stderr.write(`${m}\n`);
 
 const tmp = await mkdtemp(join(tmpdir(), 'edgeproxy-tcpq-'));
@@ -53,8 +68,8 @@ try {
   await startNginxHttp(c, server.ns, tmp);
   await startIperfServers(c, server.ns);
   // --plain: a plain Node pipe() proxy (bench/lib/plainProxy.ts) takes HAProxy's place, as a yardstick.
-  const haproxy = argv.includes('--plain')
-    ? c.spawn(c.nodeNs, nodeBin, [join(repoRoot, 'bench', 'lib', 'plainProxy.ts'), String(path('haproxy').listen!.http), server.ip, String(path('haproxy').backend.http)], { stdio: 'ignore' })
+  const haproxy = argv.includes('--plain') || opt('--plain-file') !== undefined
+    ? c.spawn(c.nodeNs, nodeBin, [opt('--plain-file') ?? join(repoRoot, 'bench', 'lib', 'plainProxy.ts'), String(path('haproxy').listen!.http), server.ip, String(path('haproxy').backend.http)], { stdio: 'ignore' })
     : await startHaproxy(c, server.ip, tmp);
   const edge = path('edgeproxy');
   const manifests = await writeManifests([edgeService(edge.clusterIP, server.ip, edge.backend)]);
@@ -86,12 +101,14 @@ try {
   for (const p of paths) await waitTcp(c, client.ns, p.clusterIP, 80, 20_000);
   await sleep(1500);
   if (argv.includes('--strace')) {
-    const st = c.spawn(c.nodeNs, 'strace', ['-c', '-f', '-p', String(agent.pid), '-o', '/tmp/strace-agent.txt'], { stdio: 'ignore' });
-    await sleep(1000);
-    const r = await shortConnections(c, client.ns, path('edgeproxy'), 3, 32);
-    log(`strace run: ${fmt(r.connPerSec * 3)} connections`);
-    st.kill('SIGINT');
-    await sleep(1000);
+    for (const [name, pid] of [['agent', agent.pid], ['peer', haproxy.pid]] as const) {
+      const st = c.spawn(c.nodeNs, 'strace', [...(process.env['STRACE_ARGS'] ?? '-c').split(' '), '-f', '-p', String(pid), '-o', `/tmp/strace-${name}.txt`], { stdio: 'ignore' });
+      await sleep(1000);
+      const r = await shortConnections(c, client.ns, path(name === 'agent' ? 'edgeproxy' : 'haproxy'), 3, 32);
+      log(`strace ${name}: ${fmt(r.connPerSec * 3)} connections`);
+      st.kill('SIGINT');
+      await sleep(1000);
+    }
   }
   log(`agent pid ${agent.pid}; measuring ${paths.map((p) => p.name).join(', ')}`);
   for (const round of [paths, [...paths].reverse()]) {
@@ -100,7 +117,14 @@ try {
         const pid = p.name === 'haproxy' ? haproxy.pid : p.name === 'edgeproxy' ? agent.pid : undefined;
         const cpu0 = cpuMs(pid);
         const user0 = cpuMs(pid, 'user');
+        const tcp0 = argv.includes('--nstat') ? await tcpCounters(c, c.nodeNs) : undefined;
         const r = await shortConnections(c, client.ns, p, seconds, 32);
+        if (tcp0 !== undefined) {
+          const tcp1 = await tcpCounters(c, c.nodeNs);
+          const conns = (tcp1.get('TcpPassiveOpens') ?? 0) - (tcp0.get('TcpPassiveOpens') ?? 0);
+          const per = [...tcp1].filter(([k, v]) => v !== tcp0.get(k)).map(([k, v]) => `${k} ${fmt((v - (tcp0.get(k) ?? 0)) / Math.max(1, conns))}`);
+          log(`node ns counters per accepted connection (${p.label}): ${per.join(', ')}`);
+        }
         const cpu = cpuMs(pid) - cpu0;
         const user = cpuMs(pid, 'user') - user0;
         log(`short ${p.label}: ${fmt(r.connPerSec)} conn/s, p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms ${r.socketErrors}${r.error ?? ''}; proxy CPU ${fmt((cpu * 1000) / (r.connPerSec * seconds))} µs/conn (user ${fmt((user * 1000) / (r.connPerSec * seconds))})`);

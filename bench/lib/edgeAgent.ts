@@ -51,6 +51,24 @@ export async function writeManifests(services: readonly BenchService[], perFile 
   return dir;
 }
 
+/**
+ * `count` one-port HTTP services in namespace bench (svc-0, svc-1, ...), ClusterIPs from
+ * 10.97.0.1, each with one endpoint: the bench's memory step and bench/memoryQuick.ts.
+ */
+export function manyServices(count: number, endpoint: string, targetPort: number): BenchService[] {
+  const services: BenchService[] = [];
+  for (let i = 0; i < count; i++) {
+    services.push({
+      namespace: 'bench',
+      name: `svc-${i}`,
+      clusterIP: `10.97.${Math.floor(i / 250)}.${(i % 250) + 1}`,
+      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort }],
+      endpoints: [endpoint],
+    });
+  }
+  return services;
+}
+
 /** The edgeproxy path's service: iperf, http and dns ports to the server pod. */
 export function edgeService(clusterIP: string, serverIp: string, backend: { iperf: number; http: number; dns: number }): BenchService {
   return {
@@ -70,11 +88,11 @@ export function edgeService(clusterIP: string, serverIp: string, backend: { iper
 export async function startBenchAgent(
   cluster: Cluster,
   manifests: string,
-  opts: { readyTimeoutMs?: number; config?: Record<string, unknown> } = {},
+  opts: { readyTimeoutMs?: number; config?: Record<string, unknown>; nodeFlags?: readonly string[]; args?: readonly string[] } = {},
 ): Promise<{ agent: RunningAgent; configFile: string; readyMs: number }> {
   const configFile = await writeConfig({ iptables: { syncPeriod: '5s', minSyncPeriod: '1s' }, ...opts.config });
   const t0 = performance.now();
-  const agent = await startAgent(cluster, { manifests, config: configFile, waitReady: false });
+  const agent = await startAgent(cluster, { manifests, config: configFile, waitReady: false, ...(opts.nodeFlags !== undefined && { nodeFlags: opts.nodeFlags }), ...(opts.args !== undefined && { args: opts.args }) });
   await agent.waitForLog((l) => l.msg === 'initial sync done', opts.readyTimeoutMs ?? 15_000, 'initial sync');
   return { agent, configFile, readyMs: performance.now() - t0 };
 }
