@@ -22,7 +22,7 @@ const opt = (name: string): string | undefined => {
 const count = Number(opt('--services') ?? 10_000);
 const snapshotDir = opt('--snapshot');
 const scrapeEvery = Number(opt('--scrape') ?? 0);
-const nodeFlags = [...(opt('--node-flags') ?? '').split(' ').filter(Boolean), ...(snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2'])];
+const nodeFlags = [...(opt('--node-flags') ?? '').split(' ').filter(Boolean), ...(snapshotDir === undefined ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshotDir}`])];
 
 /** A copy of the bench's manifests whose objects carry what kubectl apply and the controllers add. */
 async function withBookkeeping(dir: string): Promise<string> {
@@ -98,11 +98,11 @@ try {
     process.stderr.write(`  +${t} s: RSS ${fmt(later.rssMB)} MB${scraped}\n`);
   }
   if (snapshotDir !== undefined) {
-    const before = new Set(readdirSync(process.cwd()));
+    const before = new Set(readdirSync(snapshotDir));
     agent.process.kill('SIGUSR2');
     await sleep(15_000);
-    const made = readdirSync(process.cwd()).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
-    process.stderr.write(`heap snapshot: ${made.join(', ') || 'none (the agent writes it into its working directory)'}\n`);
+    const made = readdirSync(snapshotDir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    process.stderr.write(`heap snapshot: ${made.map((f) => join(snapshotDir, f)).join(', ') || 'none yet (a large heap takes longer to write)'}\n`);
   }
   // --agent-log FILE: what the agent printed: its JSON log (debug level) and other lines (e.g. --trace-gc).
   const agentLog = opt('--agent-log');

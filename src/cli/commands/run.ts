@@ -17,7 +17,7 @@ import { Iptables } from '../../netfilter/iptables.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
 import { Conntrack } from '../../netfilter/conntrack.ts';
 import { Agent } from '../../agent/agent.ts';
-import { holdHeapGrowth } from '../../agent/heap.ts';
+import { holdHeapGrowth, youngGenerationSizedByOperator } from '../../agent/heap.ts';
 
 export interface RunOptions {
   manifests?: string;
@@ -68,8 +68,8 @@ export async function runCommand(opts: RunOptions): Promise<number> {
   const config = await resolveRunConfig(opts, process.env);
   const logger = createLogger(opts.logLevel ?? config.log.level);
   for (const warning of config.warnings) logger.warn(warning);
-  // Until the first sync: loading thousands of services must not size V8's heap for good (agent/heap.ts).
-  const releaseHeap = holdHeapGrowth();
+  // A young generation that stays small, and V8 favouring size until the first sync (agent/heap.ts).
+  const releaseHeap = holdHeapGrowth({ operatorSized: youngGenerationSizedByOperator(process.execArgv, process.env['NODE_OPTIONS']) });
   const store = new StateStore();
   const manifestSource = config.manifests ? new ManifestDirectorySource({ dir: config.manifests, sink: store, logger }) : undefined;
   const kubernetesSource: KubernetesSource | undefined = config.kubernetesSource
