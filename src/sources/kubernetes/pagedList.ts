@@ -1,9 +1,9 @@
 // Initial lists and relists in pages, as client-go's reflector does (500 objects a page): at
 // 10,000 services one response held every object at once, and the agent parsed and kept it
-// whole until the last item was handled, a peak V8 never gave back. A page is slimmed
-// (slim.ts) as it arrives.
+// whole until the last item was handled, a peak V8 never gave back. A page is slimmed and
+// made plain (slim.ts) as it arrives.
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
-import { slimObject } from './slim.ts';
+import { plainObject, slimObject } from './slim.ts';
 
 export const LIST_PAGE_SIZE = 500;
 
@@ -24,7 +24,7 @@ export async function listInPages(fetchPage: PageFetch, pageSize = LIST_PAGE_SIZ
   let page: List;
   do {
     page = await fetchPage(pageSize, cont);
-    for (const item of page.items ?? []) items.push(slimObject(item));
+    for (const item of page.items ?? []) items.push(plainObject(slimObject(item)));
     cont = continueToken(page);
   } while (cont !== undefined);
   const { _continue: _c, continue: _d, ...metadata } = (page.metadata ?? {}) as Record<string, unknown>;

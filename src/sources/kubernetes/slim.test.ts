@@ -5,7 +5,7 @@ import { CoreV1Api, KubeConfig, type KubernetesListObject, type KubernetesObject
 import { pino } from 'pino';
 import { FakeApiServer, kubeconfigText } from '../../../test/support/fakeApiServer.ts';
 import { SERVICES } from './resources.ts';
-import { LAST_APPLIED_ANNOTATION, slimObject } from './slim.ts';
+import { LAST_APPLIED_ANNOTATION, plainObject, slimObject } from './slim.ts';
 import { ResourceWatcher } from './watcher.ts';
 
 const managedFields = [{ manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:ports': {} } } }];
@@ -29,7 +29,7 @@ test('slimObject drops managedFields and the last-applied copy, and keeps everyt
   }
 });
 
-test('the informer caches slim objects, from the list and from watch events', async (t) => {
+test('handlers get slim objects, from the list and from watch events; the informer then keeps their identity only', async (t) => {
   const api = new FakeApiServer({ destinationRules: false });
   const service = (port: number) => ({
     apiVersion: 'v1',
@@ -42,12 +42,14 @@ test('the informer caches slim objects, from the list and from watch events', as
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromString(kubeconfigText(url));
   const core = kubeConfig.makeApiClient(CoreV1Api);
+  // What the handler saw when it ran, and the objects themselves (the informer's cache holds them).
   const seen: KubernetesObject[] = [];
+  const cached: KubernetesObject[] = [];
   const watcher = new ResourceWatcher({
     kubeConfig,
     resource: SERVICES,
     list: () => core.listServiceForAllNamespaces() as Promise<KubernetesListObject<KubernetesObject>>,
-    handlers: { upsert: (o) => void seen.push(o), delete: () => {}, relisted: () => {} },
+    handlers: { upsert: (o) => void (seen.push(structuredClone(o)), cached.push(o)), delete: () => {}, relisted: () => {} },
     logger: pino({ level: 'silent' }),
     watchTimeoutMs: 60_000,
     watchdogMs: 0,
@@ -66,4 +68,23 @@ test('the informer caches slim objects, from the list and from watch events', as
     assert.deepEqual(obj.metadata?.labels, { app: 'web' });
   }
   assert.equal((seen[1] as { spec?: { ports?: Array<{ port: number }> } }).spec?.ports?.[0]?.port, 81);
+  for (const obj of cached) {
+    assert.deepEqual(Object.keys(obj).filter((k) => k !== 'apiVersion' && k !== 'kind'), ['metadata']);
+    assert.deepEqual(Object.keys(obj.metadata ?? {}), ['name', 'namespace', 'resourceVersion']);
+    assert.equal(obj.metadata?.name, 'web');
+    assert.ok(obj.metadata?.resourceVersion, 'kept for the informer\'s same-version check');
+  }
+});
+
+test('plainObject copies class instances into plain JSON objects and leaves plain ones as they are', () => {
+  class V1Thing {
+    kind = 'Thing';
+    unset: string | undefined = undefined;
+    when = new Date('2026-11-23T10:00:00Z');
+  }
+  const copy = plainObject(new V1Thing());
+  assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+  assert.deepEqual(copy, { kind: 'Thing', when: '2026-11-23T10:00:00.000Z' });
+  const plain = { kind: 'Thing' };
+  assert.equal(plainObject(plain), plain);
 });

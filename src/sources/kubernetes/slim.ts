@@ -18,3 +18,25 @@ export function slimObject<T extends KubernetesObject | undefined>(obj: T): T {
   }
   return obj;
 }
+
+/**
+ * A plain copy of an object the client's typed API decoded into its model classes, which give
+ * every field of the type a property, unset ones included (undefined), across each nested
+ * object. Watch events arrive as parsed JSON and are returned as they are.
+ */
+export function plainObject<T extends object>(obj: T): T {
+  return Object.getPrototypeOf(obj) === Object.prototype ? obj : (JSON.parse(JSON.stringify(obj)) as T);
+}
+
+/**
+ * Strips, in place, an object the handlers have converted down to what the informer itself
+ * reads of what it caches: namespace and name (its keys) and resourceVersion (its "same
+ * version" check). The store holds the converted model; the rest was a second copy of every
+ * Service and EndpointSlice for the life of the agent.
+ */
+export function keepIdentityOnly(obj: KubernetesObject): void {
+  const meta = obj.metadata;
+  for (const key of Object.keys(obj)) if (key !== 'apiVersion' && key !== 'kind' && key !== 'metadata') delete (obj as Record<string, unknown>)[key];
+  if (meta === undefined) return;
+  obj.metadata = { name: meta.name, namespace: meta.namespace, resourceVersion: meta.resourceVersion };
+}

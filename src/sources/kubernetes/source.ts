@@ -7,6 +7,7 @@
 import { listInPages } from './pagedList.ts';
 import { ApisApi, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { StateSink } from '../../state/types.ts';
 import type { KindHandler, ModelObject } from '../manifests/kinds.ts';
@@ -233,7 +234,9 @@ export class KubernetesSource {
  * version stays), and a relist deletes what is no longer there.
  */
 export function objectHandlers(resource: ApiResource, handler: KindHandler, target: Target, log: Logger): ObjectHandlers {
-  const sent = new Map<string, string>();
+  // The last model object sent per key (the store holds the same object): an unchanged object
+  // (a relist, a resync, a status-only update) is not sent again.
+  const sent = new Map<string, unknown>();
   const reported = new Map<string, string>();
   const remove = (namespace: string, name: string) => {
     const key = `${namespace}/${name}`;
@@ -260,9 +263,9 @@ export function objectHandlers(resource: ApiResource, handler: KindHandler, targ
       if (reported.delete(key)) log.info({ kind: resource.kind, namespace, name }, `${resource.kind} ${key} is valid again`);
       const [obj] = converted.objects;
       if (!obj) return;
-      const json = JSON.stringify(obj.value);
-      if (sent.get(key) === json) return;
-      sent.set(key, json);
+      const last = sent.get(key);
+      if (last !== undefined && isDeepStrictEqual(last, obj.value)) return;
+      sent.set(key, obj.value);
       target.upsert(obj);
     },
     delete(raw) {

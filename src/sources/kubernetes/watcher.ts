@@ -13,7 +13,7 @@ import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type Kube
 import type { Logger } from 'pino';
 import { backoffDelay, jittered, type BackoffOptions } from './backoff.ts';
 import { collectionPath, sourceName, type ApiResource } from './resources.ts';
-import { slimObject } from './slim.ts';
+import { keepIdentityOnly, slimObject } from './slim.ts';
 
 export type RestartReason = 'error' | 'watchdog' | 'expired' | 'closed' | 'resync';
 
@@ -219,8 +219,14 @@ export class ResourceWatcher {
       delayFn: (ms) => new Promise((resolve) => setTimeout(resolve, jittered(ms)).unref()),
     });
     const run: Run = { informer, watch, dead: false, expired: false };
-    informer.on('add', (obj) => !run.dead && handlers.upsert(obj));
-    informer.on('update', (obj) => !run.dead && handlers.upsert(obj));
+    // Converted, an object is cut down to what the informer's cache itself reads (slim.ts).
+    const upsert = (obj: KubernetesObject) => {
+      if (run.dead) return;
+      handlers.upsert(obj);
+      keepIdentityOnly(obj);
+    };
+    informer.on('add', upsert);
+    informer.on('update', upsert);
     informer.on('delete', (obj) => !run.dead && handlers.delete(obj));
     informer.on('error', (err) => {
       if (!run.dead) this.#restart('error', err);
