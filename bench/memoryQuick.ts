@@ -1,5 +1,5 @@
-// `node bench/memoryQuick.ts [--services N] [--node-flags "..."] [--watch S] [--scrape S] [--snapshot DIR]
-// [--agent-log FILE] [--kubernetes [--bookkeeping]]` (root): the
+// `node bench/memoryQuick.ts [--services N] [--node-flags "..."] [--watch S] [--scrape S [--summed]]
+// [--snapshot DIR] [--agent-log FILE] [--kubernetes [--bookkeeping]]` (root): the
 // memory step of `npm run bench` only, for iterating on the agent's footprint. Starts the agent
 // with N (default 10,000) proxied service ports in a node namespace, waits for its first sync and
 // 3 s more, and prints its RSS, peak RSS and fds. --snapshot DIR: the agent runs with
@@ -78,7 +78,8 @@ try {
     args,
     readyTimeoutMs: 240_000,
     // --scrape S: /metrics on (the default address) and fetched every S s (a multiple of 5) during --watch, as Prometheus would.
-    config: scrapeEvery > 0 ? {} : { metricsBindAddress: '' },
+    // --summed: metricsPerServicePort false, the per-port families summed per protocol.
+    config: scrapeEvery > 0 ? (argv.includes('--summed') ? { metricsPerServicePort: false } : {}) : { metricsBindAddress: '' },
     nodeFlags,
   });
   agent = started.agent;

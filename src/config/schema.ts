@@ -117,6 +117,8 @@ export const configSchema = z.strictObject({
     .string()
     .refine((v) => v === '' || /^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$/.test(v), 'must be "host:port" with an IPv4 host, or ""')
     .default('127.0.0.1:10260'),
+  /** One series per service port in /metrics; false: the per-port families summed per protocol. */
+  metricsPerServicePort: z.boolean().default(true),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

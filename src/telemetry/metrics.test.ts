@@ -84,10 +84,54 @@ describe('createMetrics: per-port metrics', () => {
   });
 });
 
+describe('createMetrics: metricsPerServicePort false', () => {
+  it('writes the per-port families summed per protocol, with the stats read once per scrape', async () => {
+    let calls = 0;
+    const m = createMetrics(
+      () => {
+        calls++;
+        return [tcpPort('default/a:http', 1), tcpPort('default/b:http', 2), udpPort];
+      },
+      { perServicePort: false },
+    );
+    const text = await scrapeText(m);
+    assert.equal(calls, 1);
+    const lines = text.split('\n');
+    for (const want of [
+      'edgeproxy_connections_accepted_total{protocol="TCP"} 3',
+      'edgeproxy_connections_refused_total{protocol="TCP",reason="limit"} 8',
+      'edgeproxy_bytes_in_total{protocol="UDP"} 8',
+      'edgeproxy_udp_datagrams_total{protocol="UDP",direction="out"} 7',
+    ]) {
+      assert.ok(lines.includes(want), `missing: ${want}`);
+    }
+    assert.ok(!text.includes('service_port='));
+    const types = lines.filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+    assert.equal(new Set(types).size, types.length, 'no family twice');
+  });
+});
+
+describe('createMetrics: service port counts, in either mode', () => {
+  for (const perServicePort of [true, false]) {
+    it(`edgeproxy_service_ports and _without_usable_backends per protocol (perServicePort ${perServicePort})`, async () => {
+      const lines = (await scrapeText(createMetrics(() => [tcpPort('default/a:http', 1), tcpPort('default/b:http', 2), udpPort], { perServicePort }))).split('\n');
+      for (const want of [
+        '# TYPE edgeproxy_service_ports gauge',
+        'edgeproxy_service_ports{protocol="TCP"} 2',
+        'edgeproxy_service_ports{protocol="UDP"} 1',
+        'edgeproxy_service_ports_without_usable_backends{protocol="TCP"} 0',
+        'edgeproxy_service_ports_without_usable_backends{protocol="UDP"} 1',
+      ]) {
+        assert.ok(lines.includes(want), `missing: ${want}`);
+      }
+    });
+  }
+});
+
 describe('createMetrics: worker restarts', () => {
   it('edgeproxy_worker_restarts_total reads the proxy at scrape time (0 without workers)', async () => {
     let restarts = 0;
-    const m = createMetrics(() => [], () => restarts);
+    const m = createMetrics(() => [], { workerRestarts: () => restarts });
     assert.ok((await scrapeText(m)).split('\n').includes('edgeproxy_worker_restarts_total 0'));
     restarts = 2;
     const lines = (await scrapeText(m)).split('\n');

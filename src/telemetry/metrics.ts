@@ -1,9 +1,11 @@
 // Prometheus metrics: prom-client, on a registry of our own, for the agent's own metrics; the
-// per-service-port families are streamed after them (portMetrics.ts). Proxy counters are read
+// per-service-port families are streamed after them (portMetrics.ts), or summed per protocol
+// (portTotals.ts). Proxy counters are read
 // from the proxy at scrape time, so the hot path only bumps plain numbers.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProxyPortStats } from '../proxy/manager.ts';
-import { portMetricsText } from './portMetrics.ts';
+import { portCountText, portMetricsText } from './portMetrics.ts';
+import { PortTotals } from './portTotals.ts';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -21,7 +23,19 @@ export interface AgentMetrics {
   lastSyncSuccess: Gauge;
 }
 
-export function createMetrics(proxyStats: () => readonly ProxyPortStats[], workerRestarts: () => number = () => 0): AgentMetrics {
+export interface MetricsOptions {
+  /** TCP worker threads restarted so far. */
+  workerRestarts?: () => number;
+  /**
+   * Config metricsPerServicePort: one series per service port (default), or false for the same
+   * families summed per protocol, a fixed handful of series at any port count.
+   */
+  perServicePort?: boolean;
+}
+
+export function createMetrics(proxyStats: () => readonly ProxyPortStats[], opts: MetricsOptions = {}): AgentMetrics {
+  const { workerRestarts = () => 0, perServicePort = true } = opts;
+  const totals = perServicePort ? undefined : new PortTotals();
   const registry = new Registry();
   new Counter({
     name: 'edgeproxy_worker_restarts_total',
@@ -34,7 +48,10 @@ export function createMetrics(proxyStats: () => readonly ProxyPortStats[], worke
   });
   async function* scrape(): AsyncGenerator<string, void, undefined> {
     yield await registry.metrics();
-    yield* portMetricsText(proxyStats());
+    const stats = proxyStats();
+    yield portCountText(stats);
+    if (totals === undefined) yield* portMetricsText(stats);
+    else yield totals.text(stats);
   }
 
   return {

@@ -72,6 +72,54 @@ const FAMILIES: readonly PortFamily[] = [
 /** The names of the per-port metric families, in the order they are written. */
 export const PORT_METRIC_NAMES: readonly string[] = FAMILIES.map((f) => f.name);
 
+/** One sample a family writes per port: its extra label (`reason="limit"`, or none) and its value. */
+export interface PortSample {
+  family: string;
+  type: 'counter' | 'gauge';
+  /** `,reason="limit"`-style text to append to the port's labels; '' when the family has none. */
+  extraLabels: string;
+  pick: Pick<ProxyPortStats>;
+}
+
+/** The samples a port of `protocol` has, family by family in the order they are written. */
+export function portSamples(protocol: ProxyPortStats['protocol']): readonly PortSample[] {
+  const probe = { protocol } as ProxyPortStats;
+  const samples: PortSample[] = [];
+  for (const f of FAMILIES) {
+    if (!f.only(probe)) continue;
+    const base = { family: f.name, type: f.type };
+    if (typeof f.value === 'function') samples.push({ ...base, extraLabels: '', pick: f.value });
+    else for (const [value, pick] of Object.entries(f.value.values)) samples.push({ ...base, extraLabels: `,${f.value.label}="${value}"`, pick });
+  }
+  return samples;
+}
+
+/**
+ * How many service ports are proxied, and how many of them have no usable backend (their
+ * clients are refused), per protocol: two families whatever the port count, in either mode.
+ */
+export function portCountText(stats: readonly ProxyPortStats[]): string {
+  const ports = { TCP: 0, UDP: 0 };
+  const noBackend = { TCP: 0, UDP: 0 };
+  for (const s of stats) {
+    ports[s.protocol]++;
+    if (s.usableBackends.length === 0) noBackend[s.protocol]++;
+  }
+  const family = (name: string, help: string, counts: Record<string, number>): string =>
+    `# HELP ${name} ${help}\n# TYPE ${name} gauge\n` + Object.entries(counts).map(([protocol, n]) => `${name}{protocol="${protocol}"} ${n}\n`).join('');
+  return (
+    family('edgeproxy_service_ports', 'Service ports proxied (one listener each).', ports) +
+    family('edgeproxy_service_ports_without_usable_backends', 'Proxied service ports with no usable backend: new clients are refused (TCP) or dropped (UDP).', noBackend)
+  );
+}
+
+/** HELP and TYPE of a per-port family, as the text format writes them. */
+export function familyHeader(name: string): string {
+  const f = FAMILIES.find((x) => x.name === name);
+  if (f === undefined) throw new Error(`no per-port metric family ${name}`);
+  return `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n`;
+}
+
 const CHUNK = 64 * 1024;
 
 /** A label value as the text format wants it: backslash, double quote and newline escaped. */
@@ -79,7 +127,7 @@ export function escapeLabelValue(v: string): string {
   return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
 }
 
-function formatValue(v: number): string {
+export function formatValue(v: number): string {
   if (Number.isFinite(v)) return String(v);
   return Number.isNaN(v) ? 'NaN' : v > 0 ? '+Inf' : '-Inf';
 }

@@ -182,8 +182,8 @@ test('edge-mesh layout: RETURN for ignored services, per-protocol sub-chains', a
   assert.deepEqual(ourRules(await cluster.iptablesSave()), []);
 });
 
-test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t) => {
-  const { cluster, agent } = await setupAgentCluster(t, { config: { serviceFilterMode: 'FilterIfLabelDoesNotExists' } });
+test('FilterIfLabelDoesNotExists: only labelled services are proxied (metrics summed per protocol)', async (t) => {
+  const { cluster, agent } = await setupAgentCluster(t, { config: { serviceFilterMode: 'FilterIfLabelDoesNotExists', metricsPerServicePort: false } });
   assert.ok(agent);
   const podA = cluster.pod('pod-a').ns;
 
@@ -191,7 +191,10 @@ test('FilterIfLabelDoesNotExists: only labelled services are proxied', async (t)
   const grafana = await cluster.chainPackets(KP.grafana);
   assert.equal(await cluster.curl(podA, 'http://10.96.20.20:3000/'), 'pod-a');
   assert.equal(await cluster.chainPackets(KP.grafana), grafana);
-  assert.equal(portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'monitoring/grafana:http'), 1);
+  const metrics = await agent.metrics();
+  assert.equal(metrics.get('edgeproxy_connections_accepted_total{protocol="TCP"}'), 1);
+  assert.equal(metrics.get('edgeproxy_service_ports{protocol="TCP"}'), 1);
+  assert.ok(![...metrics.keys()].some((k) => k.includes('service_port=')), 'no per-port series');
   // web does not: kube-proxy's.
   const web = await cluster.chainPackets(KP.web);
   await bodies(cluster, podA, WEB, 3);

@@ -107,7 +107,7 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
   });
   const iptables = new Iptables({ runner: spawnRunner, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
-  const metrics = createMetrics(() => proxy.stats(), () => proxy.workerRestarts);
+  const metrics = createMetrics(() => proxy.stats(), { workerRestarts: () => proxy.workerRestarts, perServicePort: config.metricsPerServicePort });
   const sourceStatus = () => kubernetesSource?.status() ?? [];
   registerSourceMetrics(metrics.registry, sourceStatus);
   const conntrack = new Conntrack({ runner: spawnRunner, logger });
