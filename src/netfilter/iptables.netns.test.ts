@@ -161,6 +161,29 @@ test('real iptables: duplicated jump and layout switch, then cleanup', async (t)
   assert.equal(await ns.save(), before);
 });
 
+test('real iptables: a jump to our chain from a chain a full sync does not read is found by the retry against the whole table', async (t) => {
+  const ns = await netnsWithFixture(t);
+  const before = await ns.save();
+  const portals = renderRules(desired);
+  await ns.ipt.sync(portals);
+  // Something put a jump to KUBE-PORTALS-HOST at the end of kube-proxy's KUBE-SERVICES: a full
+  // sync reads only PREROUTING, OUTPUT and our chains, so the layout switch's -X fails first.
+  const stray = ['-t', 'nat', '-A', 'KUBE-SERVICES', '-j', 'KUBE-PORTALS-HOST'];
+  await ns.run('iptables', stray);
+  const edgeMesh = renderRules({ ...desired, layout: 'edge-mesh' });
+  const result = await ns.ipt.sync(edgeMesh);
+  assert.ok(result.repairs.includes('KUBE-SERVICES: removed jump to KUBE-PORTALS-HOST at position 10 (KUBE-PORTALS-HOST is not used by the current layout)'), result.repairs.join('\n'));
+  const switched = await ns.save();
+  assert.doesNotMatch(switched, /KUBE-PORTALS/);
+  assert.deepEqual(ourLines(switched), edgeMesh.rules);
+  assert.equal(kubeProxyView(switched), before);
+
+  // The same for a cleanup.
+  await ns.run('iptables', ['-t', 'nat', '-A', 'KUBE-SERVICES', '-j', 'EDGE-MESH']);
+  assert.equal(await ns.ipt.cleanup(), true);
+  assert.equal(await ns.save(), before);
+});
+
 test('real iptables: a rejected payload changes nothing and reports the failing line', async (t) => {
   const ns = await netnsWithFixture(t);
   const before = await ns.save();

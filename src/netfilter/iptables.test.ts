@@ -37,7 +37,12 @@ function fakeIptables(initial: string[] = []) {
     }
     if (cmd === 'iptables') {
       const chain = args.at(-1) as string;
-      const lines = [`-P ${chain} ACCEPT`, ...state.rules.filter((l) => l.startsWith(`-A ${chain} `))];
+      const builtin = chain === 'PREROUTING' || chain === 'OUTPUT';
+      if (!builtin && !state.rules.some((l) => l.includes(`-j ${chain}`))) {
+        // What nf_tables' iptables 1.8.9 says of a chain that does not exist.
+        return { code: 1, stdout: '', stderr: `iptables v1.8.9 (nf_tables): chain \`${chain}' in table \`nat' is incompatible, use 'nft' tool.\n` };
+      }
+      const lines = [builtin ? `-P ${chain} ACCEPT` : `-N ${chain}`, ...state.rules.filter((l) => l.startsWith(`-A ${chain} `))];
       return { code: 0, stdout: `${lines.join('\n')}\n`, stderr: '' };
     }
     payloads.push(stdin ?? '');
@@ -54,7 +59,13 @@ function fakeIptables(initial: string[] = []) {
 /** The table after our first sync: jumps and rendered rules in place. */
 const installed = () => [jumps.PREROUTING, jumps.OUTPUT, ...rendered.rules];
 
-test('Iptables: first sync is full, later ones read PREROUTING/OUTPUT only and restore only changes', async () => {
+const listing = (chains: string[]) => chains.map((c) => `iptables -w 5 -t nat -S ${c}`);
+/** A later full sync's reads (portals layout): the chains of our jumps and rules, in parallel. */
+const ourRead = listing(['PREROUTING', 'OUTPUT', 'KUBE-PORTALS-CONTAINER', 'KUBE-PORTALS-HOST']);
+/** A cleanup's reads: those and the other layout's chains. */
+const cleanupRead = [...ourRead, ...listing(['EDGE-MESH', 'EDGE-MESH-TCP', 'EDGE-MESH-UDP'])];
+
+test('Iptables: first sync reads the whole table, later ones PREROUTING/OUTPUT only and restore only changes', async () => {
   const fake = fakeIptables();
   const ipt = new Iptables({ runner: fake.runner, now: () => 0 });
   await ipt.sync(rendered);
@@ -88,7 +99,7 @@ test('Iptables: a failed incremental restore falls back to a full sync in the sa
     'iptables -w 5 -t nat -S PREROUTING',
     'iptables -w 5 -t nat -S OUTPUT',
     'iptables-restore --noflush --wait 5',
-    'iptables-save -t nat',
+    ...ourRead,
     'iptables-restore --noflush --wait 5',
   ]);
   assert.equal(ipt.lastSyncMode?.mode, 'full');
@@ -116,29 +127,32 @@ test('Iptables: a missing jump, the full-sync period and cleanup each make the n
   fake.take();
   await ipt.sync(rendered);
   assert.deepEqual(ipt.lastSyncMode, { mode: 'full', reason: 'periodic' });
-  assert.deepEqual(fake.take(), ['iptables-save -t nat']);
+  assert.deepEqual(fake.take(), ourRead);
 
   await ipt.cleanup();
+  assert.deepEqual(fake.take(), [...cleanupRead, 'iptables-restore --noflush --wait 5']);
   await ipt.sync(rendered);
   assert.deepEqual(ipt.lastSyncMode, { mode: 'full', reason: 'first sync' });
+  // The fake's table still holds everything (it applies no payload), so only the read shows.
+  assert.deepEqual(fake.take(), ['iptables-save -t nat']);
 });
 
-test('Iptables: fullSyncPeriodMs 0 reads the whole table every time', async () => {
+test('Iptables: fullSyncPeriodMs 0 makes every sync a full one', async () => {
   const fake = fakeIptables(installed());
   const ipt = new Iptables({ runner: fake.runner, fullSyncPeriodMs: 0 });
   await ipt.sync(rendered);
   await ipt.sync(rendered);
-  assert.deepEqual(fake.take(), ['iptables-save -t nat', 'iptables-save -t nat']);
+  assert.deepEqual(fake.take(), ['iptables-save -t nat', ...ourRead]);
   assert.deepEqual(ipt.lastSyncMode, { mode: 'full', reason: 'fullSyncPeriod is 0' });
 });
 
-test('Iptables: a full sync whose -D fails is retried once with our chains refilled', async () => {
+test('Iptables: a failed full sync is retried once against the whole table, with our chains refilled', async () => {
   const fake = fakeIptables(installed());
   const ipt = new Iptables({ runner: fake.runner });
   fake.state.restoreFails = 1;
   const fewer = renderRules({ ...desired, proxied: desired.proxied.slice(0, 1) });
   assert.equal((await ipt.sync(fewer)).rulesWritten, 2);
-  assert.deepEqual(fake.take(), ['iptables-save -t nat', 'iptables-restore --noflush --wait 5', 'iptables-restore --noflush --wait 5']);
+  assert.deepEqual(fake.take(), ['iptables-save -t nat', 'iptables-restore --noflush --wait 5', 'iptables-save -t nat', 'iptables-restore --noflush --wait 5']);
   assert.equal(fake.payloads.at(-1), ['*nat', ':KUBE-PORTALS-CONTAINER - [0:0]', ':KUBE-PORTALS-HOST - [0:0]', ...fewer.rules, 'COMMIT', ''].join('\n'));
 
   // A second failure is the caller's: nothing is known about our chains, so the next sync is full.
@@ -146,7 +160,7 @@ test('Iptables: a full sync whose -D fails is retried once with our chains refil
   const ipt2 = new Iptables({ runner: again.runner });
   again.state.restoreFails = 2;
   await assert.rejects(ipt2.sync(fewer), /iptables-restore failed/);
-  assert.equal(again.take().length, 3);
+  assert.equal(again.take().length, 4);
   await ipt2.sync(fewer);
   assert.deepEqual(again.take(), ['iptables-save -t nat', 'iptables-restore --noflush --wait 5']);
 });
