@@ -15,6 +15,7 @@ import { renderRules } from '../src/rules/render.ts';
 import type { DesiredRules, ProxiedPortRule, RenderedRules } from '../src/rules/types.ts';
 import { jumpRuleSpec } from '../src/rules/syntax.ts';
 import { median, since } from './lib/stats.ts';
+import { largeKubeProxyTable } from './lib/kubeProxyTable.ts';
 
 export interface RuleSyncResult {
   rules1k: number;
@@ -28,6 +29,10 @@ export interface RuleSyncResult {
   tidy10kMs: number;
   /** Nothing changed, 10,000 in place: the periodic resync (median). */
   noop10kMs: number;
+  /** Nothing changed, 10,000 in place: the periodic full sync (reads our chains back; median). */
+  periodicFull10kMs: number;
+  /** The same beside a large kube-proxy table, and iptables-save of that table for scale. */
+  largeKubeProxy: { services: number; rules: number; periodicFull10kMs: number; wholeTableReadMs: number };
   /** Naive: one iptables exec per rule. */
   baseline: { rules: number; totalMs: number; perRuleMs: number }[];
   /** Baseline per-rule cost (at 1,000 rules) × rule count, over the measured full sync. */
@@ -143,6 +148,30 @@ export async function measureRuleSync(tmpDir: string, log: (msg: string) => void
   }
   log(`  incremental at 10k: ${median(incremental).toFixed(1)} ms, then tidy-up ${tidy.toFixed(1)} ms, no-op resync ${median(noop).toFixed(1)} ms`);
 
+  // The periodic full sync (iptables.fullSyncPeriod) with nothing to change: a second instance
+  // that makes every sync full, past its first (which reads the whole table).
+  const periodicFull = async (): Promise<number> => {
+    const full = new Iptables({ runner, fullSyncPeriodMs: 0 });
+    const desired = renderRules(quiet);
+    await full.sync(desired);
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) times.push(await timed(async () => full.sync(renderRules(quiet))));
+    return median(times);
+  };
+  const periodicFull10kMs = await periodicFull();
+  // kube-proxy's own table grows with the cluster's services, and a full sync must not pay for it.
+  const kpServices = 5000;
+  const kpTable = largeKubeProxyTable(kpServices);
+  const loaded = await runner('iptables-restore', [], kpTable);
+  if (loaded.code !== 0) throw new Error(`loading the large kube-proxy table: ${loaded.stderr}`);
+  const bigPeriodic = await periodicFull();
+  const wholeTableReadMs = median([await timed(() => ipt.readNat()), await timed(() => ipt.readNat()), await timed(() => ipt.readNat())]);
+  const largeKubeProxy = { services: kpServices, rules: kpTable.split('\n').filter((l) => l.startsWith('-A ')).length, periodicFull10kMs: bigPeriodic, wholeTableReadMs };
+  log(`  periodic full sync at 10k: ${periodicFull10kMs.toFixed(1)} ms; beside ${kpServices} kube-proxy services (${largeKubeProxy.rules} rules): ${bigPeriodic.toFixed(1)} ms (iptables-save alone ${wholeTableReadMs.toFixed(0)} ms)`);
+  // Back to the small table for the baseline (iptables-restore without --noflush replaces the table).
+  const reloaded = await runner('iptables-restore', [], readFileSync(kubeProxyRulesFile, 'utf8'));
+  if (reloaded.code !== 0) throw new Error(`reloading kube-proxy rules: ${reloaded.stderr}`);
+
   const baseline: RuleSyncResult['baseline'] = [];
   const rendered1k = renderRules(desiredServices(1000));
   for (const count of [1000, 2000]) {
@@ -167,6 +196,8 @@ export async function measureRuleSync(tmpDir: string, log: (msg: string) => void
     incremental10kMs: median(incremental),
     tidy10kMs: tidy,
     noop10kMs: median(noop),
+    periodicFull10kMs,
+    largeKubeProxy,
     baseline,
     speedup1k: (perRule * full1k.rules) / full1k.ms,
     speedup10k: (perRule * full10k.rules) / full10k.ms,
