@@ -60,6 +60,8 @@ export const configSchema = z.strictObject({
       minSyncPeriod: duration('1s'),
       /** Whole-table read and plan at least this often; syncs in between are incremental. 0: every sync. */
       fullSyncPeriod: duration('1m'),
+      /** iptables backend: "auto" (the node's: where kube-proxy's or kubelet's chains are), "nft", "legacy", or "system" (`iptables` as installed). */
+      backend: z.enum(['auto', 'nft', 'legacy', 'system']).default('auto'),
     })
     .prefault({}),
   proxy: z

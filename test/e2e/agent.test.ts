@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { nodeBin, type Cluster } from '../support/cluster.ts';
+import { kubeProxyRulesFile, nodeBin, type Cluster } from '../support/cluster.ts';
 import { edgeproxy, kubeProxyRules, ourRules, portMetric, setupAgentCluster, startAgent, startKubeProxyAfterAgent, stopAndCheckClean } from '../support/agent.ts';
 
 // kube-proxy's service chains in the fixture (see test/fixtures/README.md).
@@ -243,4 +243,56 @@ test('agent started before kube-proxy: the order is repaired within one resync; 
   assert.deepEqual(kubeProxyRules(await cluster.iptablesSave()), kubeProxyBefore);
   assert.match((await edgeproxy(cluster, ['cleanup'])).stdout, /nothing to remove/);
   assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
+});
+
+test('kube-proxy on iptables-legacy: the agent finds that backend and goes in front of it there', async (t) => {
+  const env = await setupAgentCluster(t, { kubeProxyFirst: false, start: false });
+  const { cluster } = env;
+  const legacySave = async (counters = false) => cluster.run(cluster.nodeNs, 'iptables-legacy-save', counters ? ['-c', '-t', 'nat'] : ['-t', 'nat']);
+  /** Packets through the jumps to `chain` in the legacy nat table. */
+  const legacyPackets = async (chain: string) =>
+    (await legacySave(true))
+      .split('\n')
+      .filter((l) => l.endsWith(` -j ${chain}`))
+      .reduce((sum, l) => sum + Number(/^\[(\d+):/.exec(l)?.[1] ?? 0), 0);
+  await cluster.run(cluster.nodeNs, 'iptables-legacy-restore', [], { input: await readFile(kubeProxyRulesFile, 'utf8') });
+  const kubeProxyBefore = kubeProxyRules(await legacySave());
+  const agent = (env.agent = await startAgent(cluster, { manifests: env.manifests, config: env.configFile }));
+  const podA = cluster.pod('pod-a').ns;
+  assert.ok(agent.logs.some((l) => l.msg === 'iptables backend' && l['backend'] === 'legacy'), 'backend logged');
+
+  // Our jumps first in the legacy table; nothing of ours in nf_tables, where kube-proxy is not.
+  const prerouting = (await legacySave()).split('\n').filter((l) => l.startsWith('-A PREROUTING'));
+  assert.match(prerouting[0]!, /-j KUBE-PORTALS-CONTAINER$/);
+  assert.match(prerouting[1]!, /-j KUBE-SERVICES$/);
+  assert.deepEqual(ourRules(await cluster.iptablesSave()), []);
+  const status = await edgeproxy(cluster, ['status']);
+  assert.equal(status.code, 0, status.stdout + status.stderr);
+  assert.match(status.stdout, /^iptables backend: legacy \(kube-proxy's KUBE-SERVICES is in the legacy backend's nat table\)$/m);
+  assert.match(status.stdout, /PREROUTING -> KUBE-PORTALS-CONTAINER: position 1, KUBE-SERVICES at 2 ok/);
+
+  // web through the agent (kube-proxy's chain sees nothing), kube-dns through kube-proxy's legacy DNAT.
+  const web = await legacyPackets(KP.web);
+  assert.deepEqual(new Set(await bodies(cluster, podA, WEB, 4)), new Set(['pod-a', 'pod-b']));
+  assert.equal(await legacyPackets(KP.web), web);
+  assert.equal(portMetric(await agent.metrics(), 'edgeproxy_connections_accepted_total', 'default/web:http'), 4);
+  const dns = await legacyPackets(KP.dnsUdp);
+  assert.ok(['10.0.0.7', '10.0.0.8'].includes((await cluster.dig(podA, '10.96.0.10', 'web.default.svc.cluster.local'))[0]!));
+  assert.ok((await legacyPackets(KP.dnsUdp)) > dns);
+
+  // SIGTERM cleans the legacy table back to kube-proxy's rules alone.
+  assert.equal(await agent.stop('SIGTERM'), 0, agent.stderr());
+  assert.deepEqual(ourRules(await legacySave()), []);
+  assert.deepEqual(kubeProxyRules(await legacySave()), kubeProxyBefore);
+  assert.match(await cluster.curl(podA, WEB), /^pod-[ab]$/);
+
+  // A killed agent's rules: `edgeproxy cleanup` finds them in the legacy table too.
+  const killed = (env.agent = await startAgent(cluster, { manifests: env.manifests, config: env.configFile }));
+  await killed.stop('SIGKILL');
+  assert.ok(ourRules(await legacySave()).length > 0);
+  const cleanup = await edgeproxy(cluster, ['cleanup']);
+  assert.equal(cleanup.code, 0, cleanup.stderr);
+  assert.match(cleanup.stdout, /removed the edgeproxy chains and their jumps \(iptables legacy\)/);
+  assert.deepEqual(ourRules(await legacySave()), []);
+  assert.deepEqual(kubeProxyRules(await legacySave()), kubeProxyBefore);
 });

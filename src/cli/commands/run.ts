@@ -14,6 +14,7 @@ import type { KubernetesSource } from '../../sources/kubernetes/source.ts';
 import { pickKubeconfig } from '../../sources/kubernetes/pickKubeconfig.ts';
 import { ProxyManager } from '../../proxy/manager.ts';
 import { Iptables } from '../../netfilter/iptables.ts';
+import { resolveBackend } from '../../netfilter/backend.ts';
 import { spawnRunner } from '../../netfilter/runner.ts';
 import { Conntrack } from '../../netfilter/conntrack.ts';
 import { Agent } from '../../agent/agent.ts';
@@ -106,7 +107,10 @@ export async function runCommand(opts: RunOptions): Promise<number> {
     ...(config.proxy.portRange !== undefined && { portRange: config.proxy.portRange }),
     udp: { idleTimeoutMs: config.udp.idleTimeout, maxFlowsPerPort: config.udp.maxFlowsPerPort },
   });
-  const iptables = new Iptables({ runner: spawnRunner, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
+  // kube-proxy's backend (legacy or nf_tables), whatever this image's `iptables` points at.
+  const backend = await resolveBackend(config.iptables.backend, spawnRunner);
+  logger.info({ backend: backend.mode, reason: backend.reason }, 'iptables backend');
+  const iptables = new Iptables({ runner: spawnRunner, binaries: backend.binaries, fullSyncPeriodMs: config.iptables.fullSyncPeriod, logger });
   const metrics = createMetrics(() => proxy.stats(), { workerRestarts: () => proxy.workerRestarts, perServicePort: config.metricsPerServicePort });
   const sourceStatus = () => kubernetesSource?.status() ?? [];
   registerSourceMetrics(metrics.registry, sourceStatus);

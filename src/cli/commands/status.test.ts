@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
-import { Iptables } from '../../netfilter/iptables.ts';
-import type { CommandRunner } from '../../netfilter/runner.ts';
+import { CommandNotFoundError, type CommandRunner } from '../../netfilter/runner.ts';
 import { statusCommand } from './status.ts';
 
 const C = 'KUBE-PORTALS-CONTAINER';
@@ -32,15 +31,18 @@ const saved = [
 ].join('\n');
 
 test('status: rule counts say how many rules are overridden and wait for a quiet resync', async () => {
-  const runner: CommandRunner = async (cmd) => {
-    assert.equal(cmd, 'iptables-save');
-    return { code: 0, stdout: saved, stderr: '' };
+  // The nf_tables backend holds kube-proxy's chains; legacy is not installed.
+  const runner: CommandRunner = async (cmd, args) => {
+    if (cmd === 'iptables-legacy-save') throw new CommandNotFoundError(cmd);
+    assert.equal(cmd, 'iptables-nft-save');
+    return { code: 0, stdout: args.includes('mangle') ? '*mangle\nCOMMIT\n' : saved, stderr: '' };
   };
   const out = new PassThrough();
   let text = '';
   out.on('data', (d: Buffer) => (text += d));
-  const code = await statusCommand(out, new Iptables({ runner }));
+  const code = await statusCommand(out, runner);
   assert.equal(code, 0);
+  assert.match(text, /^iptables backend: nft \(kube-proxy's KUBE-SERVICES is in the nf_tables backend's nat table\)$/m);
   assert.match(text, /^chain KUBE-PORTALS-CONTAINER: 2 rules \(1 overridden by a later change; the agent's next quiet resync deletes them\)$/m);
   assert.match(text, /^chain KUBE-PORTALS-HOST: 1 rule$/m);
   assert.match(text, /^PREROUTING -> KUBE-PORTALS-CONTAINER: position 1, KUBE-SERVICES at 2 ok$/m);

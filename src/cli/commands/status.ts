@@ -1,15 +1,18 @@
 // `edgeproxy status`: reads the live nat table and says which of our chains exist, how many
 // rules they hold, and whether our jumps come before kube-proxy's KUBE-SERVICES.
 import { Iptables } from '../../netfilter/iptables.ts';
-import { spawnRunner } from '../../netfilter/runner.ts';
+import { spawnRunner, type CommandRunner } from '../../netfilter/runner.ts';
+import { detectBackend } from '../../netfilter/backend.ts';
 import { checkJumpOrder } from '../../netfilter/order.ts';
 import { countLeftBehind } from '../../netfilter/override.ts';
 import { renderRules } from '../../rules/render.ts';
 import { EDGE_MESH_CHAIN, OUR_CHAINS, KUBE_SERVICES_CHAIN } from '../../rules/chains.ts';
 import type { Layout } from '../../rules/types.ts';
 
-export async function statusCommand(out: NodeJS.WritableStream, iptables = new Iptables({ runner: spawnRunner })): Promise<number> {
-  const table = await iptables.readNat();
+export async function statusCommand(out: NodeJS.WritableStream, runner: CommandRunner = spawnRunner): Promise<number> {
+  const backend = await detectBackend(runner);
+  out.write(`iptables backend: ${backend.mode} (${backend.reason})\n`);
+  const table = await new Iptables({ runner, binaries: backend.binaries }).readNat();
   const present = OUR_CHAINS.filter((c) => table.chains.has(c));
   const kubeProxy = table.chains.has(KUBE_SERVICES_CHAIN);
   out.write(`kube-proxy: ${kubeProxy ? `${KUBE_SERVICES_CHAIN} present (${table.chains.get(KUBE_SERVICES_CHAIN)!.rules.length} rules)` : `no ${KUBE_SERVICES_CHAIN} chain`}\n`);
