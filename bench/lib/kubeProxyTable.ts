@@ -3,6 +3,7 @@
 // test/fixtures/kube-proxy-nat.rules (which holds a handful of real ones). The agent never reads
 // these chains, but iptables-save has to print every one of them.
 import { createHash } from 'node:crypto';
+import { natRestoreText } from './topology.ts';
 
 /** kube-proxy's chain suffix: base32(sha256(key))[:16]. */
 function chainHash(key: string): string {
@@ -44,19 +45,11 @@ export function largeKubeProxyTable(services: number): string {
       rules.push(`-A ${sep} -p tcp -m comment --comment "${name}" -m tcp -j DNAT --to-destination ${ep}:8080`);
     }
   }
-  return [
-    '*nat',
-    ':PREROUTING ACCEPT [0:0]',
-    ':INPUT ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    ':POSTROUTING ACCEPT [0:0]',
-    ...chains.map((c) => `:${c} - [0:0]`),
+  return natRestoreText(chains, [
     '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
     ...rules,
     '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
-    'COMMIT',
-    '',
-  ].join('\n');
+  ]);
 }

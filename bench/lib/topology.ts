@@ -81,17 +81,12 @@ export function natTable(serverIp: string): string {
   ] as const) {
     rules.push(`-A BENCH-PORTALS -d ${hp.clusterIP}/32 -p ${proto} -m comment --comment "bench/haproxy" -m ${proto} --dport ${port} -j REDIRECT --to-ports ${to}`);
   }
-  return [
-    '*nat',
-    ':PREROUTING ACCEPT [0:0]',
-    ':INPUT ACCEPT [0:0]',
-    ':OUTPUT ACCEPT [0:0]',
-    ':POSTROUTING ACCEPT [0:0]',
-    ...chains.map((c) => `:${c} - [0:0]`),
-    ...rules,
-    'COMMIT',
-    '',
-  ].join('\n');
+  return natRestoreText(chains, rules);
+}
+
+/** A whole nat table as iptables-restore input (without --noflush it replaces the table): built-in chains, `chains`, `rules`. */
+export function natRestoreText(chains: readonly string[], rules: readonly string[]): string {
+  return ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]', ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n');
 }
 
 /** TIME_WAIT reuse where connections start (client, and the node for the proxies' dials). */
