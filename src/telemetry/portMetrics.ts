@@ -76,6 +76,8 @@ export const PORT_METRIC_NAMES: readonly string[] = FAMILIES.map((f) => f.name);
 export interface PortSample {
   family: string;
   type: 'counter' | 'gauge';
+  /** The family's HELP and TYPE lines. */
+  header: string;
   /** `,reason="limit"`-style text to append to the port's labels; '' when the family has none. */
   extraLabels: string;
   pick: Pick<ProxyPortStats>;
@@ -87,7 +89,7 @@ export function portSamples(protocol: ProxyPortStats['protocol']): readonly Port
   const samples: PortSample[] = [];
   for (const f of FAMILIES) {
     if (!f.only(probe)) continue;
-    const base = { family: f.name, type: f.type };
+    const base = { family: f.name, type: f.type, header: helpAndType(f.name, f.help, f.type) };
     if (typeof f.value === 'function') samples.push({ ...base, extraLabels: '', pick: f.value });
     else for (const [value, pick] of Object.entries(f.value.values)) samples.push({ ...base, extraLabels: `,${f.value.label}="${value}"`, pick });
   }
@@ -106,18 +108,16 @@ export function portCountText(stats: readonly ProxyPortStats[]): string {
     if (s.usableBackends.length === 0) noBackend[s.protocol]++;
   }
   const family = (name: string, help: string, counts: Record<string, number>): string =>
-    `# HELP ${name} ${help}\n# TYPE ${name} gauge\n` + Object.entries(counts).map(([protocol, n]) => `${name}{protocol="${protocol}"} ${n}\n`).join('');
+    helpAndType(name, help, 'gauge') + Object.entries(counts).map(([protocol, n]) => `${name}{protocol="${protocol}"} ${n}\n`).join('');
   return (
     family('edgeproxy_service_ports', 'Service ports proxied (one listener each).', ports) +
     family('edgeproxy_service_ports_without_usable_backends', 'Proxied service ports with no usable backend: new clients are refused (TCP) or dropped (UDP).', noBackend)
   );
 }
 
-/** HELP and TYPE of a per-port family, as the text format writes them. */
-export function familyHeader(name: string): string {
-  const f = FAMILIES.find((x) => x.name === name);
-  if (f === undefined) throw new Error(`no per-port metric family ${name}`);
-  return `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n`;
+/** A family's HELP and TYPE lines, as the text format writes them. */
+function helpAndType(name: string, help: string, type: 'counter' | 'gauge'): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
 }
 
 const CHUNK = 64 * 1024;
@@ -141,7 +141,7 @@ export function* portMetricsText(stats: readonly ProxyPortStats[]): Generator<st
   const labels = stats.map((s) => `service_port="${escapeLabelValue(s.portName)}",protocol="${s.protocol}"`);
   let chunk = '';
   for (const f of FAMILIES) {
-    let header = `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n`;
+    let header = helpAndType(f.name, f.help, f.type);
     for (let i = 0; i < stats.length; i++) {
       const s = stats[i]!;
       if (!f.only(s)) continue;

@@ -7,7 +7,7 @@
 // whose counters go back (a new listener for the same id), leaves its last scraped counts in the
 // sum. What it counted between that scrape and its removal is not seen, as with per-port series.
 import type { ProxyPortStats } from '../proxy/manager.ts';
-import { familyHeader, formatValue, portSamples, type PortSample } from './portMetrics.ts';
+import { formatValue, portSamples, type PortSample } from './portMetrics.ts';
 
 type Protocol = ProxyPortStats['protocol'];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP'];
@@ -96,7 +96,7 @@ export class PortTotals {
       table.samples.forEach((sample, i) => {
         if (sum === undefined && sample.type === 'gauge') return;
         const value = (sum?.[i] ?? 0) + table.retired[i]!;
-        lines.set(sample.family, `${lines.get(sample.family) ?? familyHeader(sample.family)}${table.series[i]} ${formatValue(value)}\n`);
+        lines.set(sample.family, `${lines.get(sample.family) ?? sample.header}${table.series[i]} ${formatValue(value)}\n`);
       });
     }
     return [...lines.values()].join('');
